@@ -1,0 +1,43 @@
+# `make run` and `make test` each bring a fresh machine to a working .venv by themselves.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system
+
+.PHONY: all setup run test test-all zoo bench clean
+
+all: test
+
+setup: $(STAMP) $(SYSTEM_STAMP)
+
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (the pinned torch/aihwkit wheels need Python 3.11); set PYTHON=..." >&2; exit 2; }
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(SYSTEM_STAMP): scripts/system-deps.sh
+	@[ -d $(VENV) ] || $(PYTHON) -m venv $(VENV)
+	bash scripts/system-deps.sh
+	@touch $@
+
+# The main job, end to end on the embedded defaults.
+run: setup
+	@for n in mlp lenet5 vgg11 resnet8 resnet20 mobilenetv2 vit; do $(PY) -m workloads.layers network=$$n || exit $$?; echo; done
+
+# The default suite (slow tests excluded); `make test-all` includes them.
+test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: setup
+	$(PY) -m pytest -q
+
+# Retrain the network zoo (about an hour on 2 cores); checkpoints are committed.
+zoo: setup
+	$(PY) -m workloads.train_zoo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,40 @@
+"""Benchmark helpers: environment facts and JSON results in bench/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "ld_preload": os.environ.get("LD_PRELOAD", ""),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def rate(fn, count: int, repeats: int = 3) -> float:
+    """Best-of-``repeats`` calls per second of ``fn(i)`` for i in range(count)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(count):
+            fn(i)
+        best = min(best, time.perf_counter() - start)
+    return count / best

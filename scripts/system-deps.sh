@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# System pieces the project needs besides Python packages:
+#   - Fashion-MNIST (Debian package dataset-fashion-mnist -> /usr/share/datasets/fashion-mnist)
+#   - jemalloc (Debian package libjemalloc2): torch CPU tensors page-fault far less with it
+# Installs them with apt-get when running as root on Debian; otherwise says what to do.
+set -euo pipefail
+
+missing=()
+[ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
+ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 || missing+=(libjemalloc2)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  exit 0
+fi
+
+for package in "${missing[@]}"; do
+  case "$package" in
+    dataset-fashion-mnist)
+      echo "warning: Fashion-MNIST not found in /usr/share/datasets/fashion-mnist." >&2
+      echo "  Install it with 'sudo apt-get install dataset-fashion-mnist', or put the four IDX files" >&2
+      echo "  in a folder and set dataset.root=<folder> on the command line." >&2 ;;
+    libjemalloc2)
+      echo "note: jemalloc not found; falling back to glibc malloc tunables (install libjemalloc2 for speed)." >&2 ;;
+  esac
+done

@@ -1,0 +1,200 @@
+"""Image-classification datasets read from their native files, with deterministic splits.
+
+Three sources, none downloaded at run time:
+
+* ``fashion_mnist``: the IDX files (gzipped or plain) that Debian's ``dataset-fashion-mnist``
+  installs in ``/usr/share/datasets/fashion-mnist`` (60,000 train + 10,000 test, 1x28x28).
+* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images), for fast tests.
+* ``cifar10``: the standard python-pickle batches (``data_batch_1..5``, ``test_batch``) in a
+  folder the user provides.
+
+Splits: ``validation`` is held out of the training data by a seeded permutation and is what
+mapping searches use; ``test`` is only for final reports.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+DATASETS = ("fashion_mnist", "digits", "cifar10")
+
+# Per-channel statistics of the training images, used for normalisation.
+_STATS = {
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "digits": ((0.3051,), (0.3778,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+_HOW_TO_GET = {
+    "fashion_mnist": "install it with `apt-get install dataset-fashion-mnist` (Debian) or put the four "
+                     "IDX files (train-images-idx3-ubyte[.gz], ...) in a folder and pass it as the root",
+    "cifar10": "download 'CIFAR-10 python version' (cifar-10-python.tar.gz), extract it and pass the "
+               "folder holding data_batch_1..5 and test_batch (or its parent) as the root",
+}
+
+
+class DatasetError(RuntimeError):
+    """A dataset file is missing or malformed; the message names the path and the remedy."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Normalised images (N, C, H, W) float32 and labels (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, count: int | None) -> "ImageSet":
+        """The first ``count`` samples (all of them when ``count`` is None or too large)."""
+        if count is None or count >= len(self):
+            return self
+        return ImageSet(self.images[:count], self.labels[:count])
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    name: str
+    train: ImageSet
+    validation: ImageSet
+    test: ImageSet
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+
+def load_dataset(name: str, root: str | Path | None = None, validation_size: int = 5000,
+                 seed: int = 0) -> DataSplits:
+    """Load ``name`` and split it deterministically (same ``seed`` -> same split)."""
+    if name == "fashion_mnist":
+        base = Path(root) if root else FASHION_MNIST_ROOT
+        train_x, train_y = _read_idx_pair(base, "train", name)
+        test_x, test_y = _read_idx_pair(base, "t10k", name)
+    elif name == "digits":
+        train_x, train_y, test_x, test_y = _digits(seed)
+    elif name == "cifar10":
+        if root is None:
+            raise DatasetError(f"cifar10 needs a root folder: {_HOW_TO_GET['cifar10']}")
+        train_x, train_y, test_x, test_y = _read_cifar10(Path(root))
+    else:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if not 0 < validation_size < len(train_y):
+        raise DatasetError(f"validation_size={validation_size} must be between 1 and {len(train_y) - 1}")
+    order = np.random.default_rng(seed).permutation(len(train_y))
+    train_idx, val_idx = order[:-validation_size], order[-validation_size:]
+    to_set = _normaliser(name)
+    return DataSplits(
+        name=name,
+        train=to_set(train_x[train_idx], train_y[train_idx]),
+        validation=to_set(train_x[val_idx], train_y[val_idx]),
+        test=to_set(test_x, test_y),
+        num_classes=int(max(train_y.max(), test_y.max())) + 1,
+    )
+
+
+def _normaliser(name: str):
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in _STATS[name])
+
+    def to_set(images: np.ndarray, labels: np.ndarray) -> ImageSet:
+        pixels = torch.from_numpy(np.array(images, dtype=np.float32)) / 255.0
+        return ImageSet(((pixels - mean) / std).contiguous(), torch.from_numpy(labels.astype(np.int64)))
+
+    return to_set
+
+
+# --- IDX (MNIST-family) -------------------------------------------------------------------
+
+def _find(base: Path, stem: str, dataset: str) -> Path:
+    for candidate in (base / f"{stem}.gz", base / stem):
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(f"{dataset}: missing {base / stem}[.gz]; {_HOW_TO_GET[dataset]}")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (unsigned-byte data, any rank), gzipped or plain."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as error:
+        raise DatasetError(f"cannot read {path}: {error}") from error
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    rank = raw[3]
+    header = 4 + 4 * rank
+    if len(raw) < header:
+        raise DatasetError(f"{path} is truncated inside its header")
+    shape = struct.unpack(f">{rank}I", raw[4:header])
+    expected = int(np.prod(shape)) if rank else 0
+    if len(raw) - header != expected:
+        raise DatasetError(f"{path}: header says {shape} ({expected} bytes) but holds {len(raw) - header} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _read_idx_pair(base: Path, prefix: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    images_path = _find(base, f"{prefix}-images-idx3-ubyte", dataset)
+    labels_path = _find(base, f"{prefix}-labels-idx1-ubyte", dataset)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DatasetError(f"{images_path} ({images.shape}) and {labels_path} ({labels.shape}) do not match")
+    return images[:, None, :, :], labels
+
+
+# --- scikit-learn digits ------------------------------------------------------------------
+
+def _digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
+    labels = bunch.target.astype(np.int64)
+    # Digits ships without a test split: hold out a fixed 20% (independent of the validation seed).
+    order = np.random.default_rng(12345).permutation(len(labels))
+    test_count = len(labels) // 5
+    test, train = order[:test_count], order[test_count:]
+    del seed
+    return images[train], labels[train], images[test], labels[test]
+
+
+# --- CIFAR-10 python pickles -----------------------------------------------------------------
+
+def _cifar_folder(root: Path) -> Path:
+    for folder in (root, root / "cifar-10-batches-py"):
+        if (folder / "data_batch_1").is_file():
+            return folder
+    raise DatasetError(f"cifar10: no data_batch_1 in {root} or {root / 'cifar-10-batches-py'}; "
+                       f"{_HOW_TO_GET['cifar10']}")
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DatasetError(f"cifar10: missing {path}; {_HOW_TO_GET['cifar10']}")
+    try:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+        raise DatasetError(f"{path} is not a CIFAR-10 python batch ({type(error).__name__}: {error})") from error
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DatasetError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _read_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    folder = _cifar_folder(root)
+    parts = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test_x, test_y = _read_cifar_batch(folder / "test_batch")
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), test_x, test_y)

@@ -1,0 +1,123 @@
+"""Networks as data: a network is a model builder (a hydra ``_target_``), a checkpoint and a dataset.
+
+The zoo's networks are described in ``conf/network/<name>.yaml``; a user's own network is the
+same kind of description pointing at their own import path, checkpoint and data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from workloads.datasets import DataSplits, load_dataset
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NETWORK_CONF_DIR = PROJECT_ROOT / "conf" / "network"
+
+
+class NetworkError(RuntimeError):
+    """A network description, builder or checkpoint is unusable; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything needed to rebuild a trained network and its data."""
+
+    name: str
+    model: dict[str, Any]
+    checkpoint: str
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Any) -> "NetworkSpec":
+        """Build from a mapping (plain dict or OmegaConf node) with name, model, checkpoint, dataset."""
+        if hasattr(config, "_metadata"):  # an OmegaConf node: resolve to plain containers
+            from omegaconf import OmegaConf
+
+            config = OmegaConf.to_container(config, resolve=True)
+        missing = [key for key in ("name", "model", "checkpoint") if not config.get(key)]
+        if missing:
+            raise NetworkError(f"network description lacks {', '.join(missing)} "
+                               "(see conf/network/resnet20.yaml for the expected fields)")
+        if "_target_" not in config["model"]:
+            raise NetworkError(f"network {config['name']!r}: model needs a _target_ import path "
+                               "such as workloads.zoo.resnet20 or mypackage.models.MyNet")
+        return cls(name=str(config["name"]), model=dict(config["model"]),
+                   checkpoint=str(config["checkpoint"]), dataset=dict(config.get("dataset") or {}))
+
+    @classmethod
+    def zoo(cls, name: str) -> "NetworkSpec":
+        """The description of a zoo network by name (``conf/network/<name>.yaml``)."""
+        path = NETWORK_CONF_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise NetworkError(f"unknown network {name!r}; zoo networks: {', '.join(zoo_names())}")
+        return cls.from_config(yaml.safe_load(path.read_text()))
+
+    @property
+    def checkpoint_path(self) -> Path:
+        path = Path(self.checkpoint)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def build(self) -> nn.Module:
+        """An untrained instance of the model (``_target_`` called with the other keys)."""
+        target = self.model["_target_"]
+        module_name, _, attribute = target.rpartition(".")
+        try:
+            builder = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise NetworkError(f"network {self.name!r}: cannot import {target!r} ({error}); "
+                               "check the model._target_ import path and PYTHONPATH") from error
+        kwargs = {k: v for k, v in self.model.items() if k != "_target_"}
+        try:
+            return builder(**kwargs)
+        except TypeError as error:
+            raise NetworkError(f"network {self.name!r}: {target}(**{kwargs}) failed: {error}") from error
+
+    def load(self) -> nn.Module:
+        """The trained model in eval mode, weights from the checkpoint (``weights_only=True``)."""
+        model = self.build()
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise NetworkError(f"network {self.name!r}: checkpoint {path} does not exist; train it with "
+                               f"`python -m workloads.train_zoo --networks {self.name}` or fix 'checkpoint'")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as error:  # torch raises many types for corrupt or mismatched files
+            raise NetworkError(f"network {self.name!r}: checkpoint {path} cannot be loaded into "
+                               f"{self.model['_target_']}: {str(error).splitlines()[0]}") from error
+        return model.eval()
+
+    def checkpoint_sha256(self) -> str:
+        return file_sha256(self.checkpoint_path)
+
+    def data(self) -> DataSplits:
+        cfg = self.dataset
+        return load_dataset(cfg.get("name", "fashion_mnist"), root=cfg.get("root"),
+                            validation_size=int(cfg.get("validation_size", 5000)),
+                            seed=int(cfg.get("split_seed", 0)))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) from the model arguments, defaulting to Fashion-MNIST's 1x28x28."""
+        size = int(self.model.get("image_size", 28))
+        return (int(self.model.get("in_channels", 1)), size, size)
+
+
+def zoo_names() -> list[str]:
+    return sorted(path.stem for path in NETWORK_CONF_DIR.glob("*.yaml"))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

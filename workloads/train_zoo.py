@@ -1,0 +1,232 @@
+"""Train the network zoo on Fashion-MNIST, then fine-tune it hardware-aware.
+
+Usage::
+
+    python -m workloads.train_zoo                      # every zoo network, default recipe
+    python -m workloads.train_zoo --networks resnet20 --epochs 6 --hwa-epochs 1 --seed 0
+
+Two phases per network:
+
+1. Standard training (SGD with Nesterov momentum and a one-cycle schedule for CNNs, AdamW for
+   the MLP and the ViT), random 2-pixel shifts and horizontal flips.
+2. Hardware-aware fine-tuning as in LionHeart: every forward pass sees Gaussian weight noise
+   of std ``0.08 * max|W|`` per Conv/Linear layer (aihwkit's ``ADD_NORMAL`` modifier with
+   ``rel_to_actual_wmax``; the form of PCM programming noise, which is relative to g_max); the
+   gradient is taken at the noisy weights and applied to the clean ones.
+
+Writes ``workloads/checkpoints/<name>.pt`` (a state dict, loadable with ``weights_only=True``),
+``<name>.json`` (accuracies, recipe, seed, sha256, versions) and ``<name>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workloads.datasets import ImageSet
+from workloads.registry import NetworkSpec, file_sha256, zoo_names
+
+HWA_NOISE_STD = 0.08  # LionHeart's training-time weight noise, relative to the layer's max |w|
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    hwa_epochs: int
+    lr: float
+    optimizer: str = "sgd"  # "sgd" (Nesterov, one-cycle) or "adamw" (cosine)
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+
+
+RECIPES = {
+    "mlp": Recipe(epochs=12, hwa_epochs=2, lr=2e-3, optimizer="adamw", weight_decay=1e-4),
+    "lenet5": Recipe(epochs=10, hwa_epochs=2, lr=0.05),
+    "vgg11": Recipe(epochs=5, hwa_epochs=1, lr=0.05),
+    "resnet8": Recipe(epochs=6, hwa_epochs=1, lr=0.1),
+    "resnet20": Recipe(epochs=6, hwa_epochs=1, lr=0.1),
+    "mobilenetv2": Recipe(epochs=5, hwa_epochs=1, lr=0.1, weight_decay=4e-5),
+    "vit": Recipe(epochs=15, hwa_epochs=2, lr=2e-3, optimizer="adamw", weight_decay=0.05),
+}
+
+
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Conv/Linear layers whose weights get noise (depthwise convs stay digital: no noise)."""
+    return [m for m in model.modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d)) and getattr(m, "groups", 1) == 1]
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to 2 pixels (pad + crop) and horizontal flips, on a whole batch."""
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (2, 2, 2, 2), mode="replicate")
+    dx, dy = torch.randint(0, 5, (2,), generator=generator).tolist()
+    shifted = padded[:, :, dy:dy + height, dx:dx + width]
+    flip = torch.rand(batch, generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), shifted.flip(3), shifted)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 500) -> float:
+    """Top-1 accuracy in percent, in eval mode."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        logits = model(data.images[start:start + batch_size])
+        correct += int((logits.argmax(1) == data.labels[start:start + batch_size]).sum())
+    return 100.0 * correct / len(data)
+
+
+class WeightNoise:
+    """Context manager adding N(0, (std * max|W|)^2) to weights, restoring them on exit."""
+
+    def __init__(self, layers: list[nn.Module], std: float, generator: torch.Generator) -> None:
+        self.layers, self.std, self.generator = layers, std, generator
+        self.saved: list[torch.Tensor] = []
+
+    def __enter__(self) -> "WeightNoise":
+        with torch.no_grad():
+            for layer in self.layers:
+                w = layer.weight
+                self.saved.append(w.detach().clone())
+                noise = torch.randn(w.shape, generator=self.generator) * (self.std * w.abs().max())
+                w.add_(noise)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with torch.no_grad():
+            for layer, clean in zip(self.layers, self.saved):
+                layer.weight.copy_(clean)
+        self.saved.clear()
+
+
+def _optimizer(model: nn.Module, recipe: Recipe, lr: float, total_steps: int):
+    if recipe.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps,
+                                                    pct_start=0.15, anneal_strategy="cos")
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                              weight_decay=recipe.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps,
+                                                    pct_start=0.2, anneal_strategy="cos")
+    return opt, sched
+
+
+def run_phase(model: nn.Module, train: ImageSet, recipe: Recipe, epochs: int, lr: float,
+              generator: torch.Generator, noise_std: float, log) -> None:
+    """``epochs`` passes over ``train``; with ``noise_std > 0`` every step sees weight noise."""
+    steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
+    opt, sched = _optimizer(model, recipe, lr, epochs * steps_per_epoch)
+    layers = weight_layers(model)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(train), generator=generator)
+        total_loss, started = 0.0, time.time()
+        for step in range(steps_per_epoch):
+            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            images = augment(train.images[idx], generator)
+            opt.zero_grad(set_to_none=True)
+            if noise_std > 0:
+                with WeightNoise(layers, noise_std, generator):
+                    loss = F.cross_entropy(model(images), train.labels[idx])
+                    loss.backward()
+            else:
+                loss = F.cross_entropy(model(images), train.labels[idx])
+                loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach())
+        log(f"  epoch {epoch + 1}/{epochs} noise={noise_std} loss={total_loss / steps_per_epoch:.4f} "
+            f"({time.time() - started:.0f} s)")
+
+
+@torch.no_grad()
+def noisy_accuracy(model: nn.Module, data: ImageSet, std: float, seed: int, repeats: int = 3) -> float:
+    generator = torch.Generator().manual_seed(seed)
+    scores = []
+    for _ in range(repeats):
+        with WeightNoise(weight_layers(model), std, generator):
+            scores.append(accuracy(model, data))
+    return sum(scores) / len(scores)
+
+
+def train_network(name: str, recipe: Recipe, seed: int, out_dir: Path) -> dict:
+    spec = NetworkSpec.zoo(name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / f"{name}.log"
+    log_file = open(log_path, "w")
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+        log_file.write(message + "\n")
+        log_file.flush()
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    data = spec.data()
+    model = spec.build()
+    log(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, recipe {recipe}, seed {seed}")
+    started = time.time()
+    run_phase(model, data.train, recipe, recipe.epochs, recipe.lr, generator, 0.0, log)
+    clean_val = accuracy(model, data.validation)
+    log(f"  after training: validation {clean_val:.2f}%")
+    if recipe.hwa_epochs:
+        run_phase(model, data.train, recipe, recipe.hwa_epochs, recipe.lr / 10, generator, HWA_NOISE_STD, log)
+    result = {
+        "network": name,
+        "dataset": data.name,
+        "seed": seed,
+        "recipe": asdict(recipe),
+        "hwa_noise_std_rel_wmax": HWA_NOISE_STD,
+        "validation_accuracy": accuracy(model, data.validation),
+        "test_accuracy": accuracy(model, data.test),
+        "test_accuracy_weight_noise": noisy_accuracy(model, data.test, HWA_NOISE_STD, seed),
+        "train_seconds": round(time.time() - started, 1),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    checkpoint = out_dir / f"{name}.pt"
+    tmp = checkpoint.with_suffix(".pt.tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(checkpoint)
+    result["sha256"] = file_sha256(checkpoint)
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    log(f"{name}: test {result['test_accuracy']:.2f}% (with weight noise {result['test_accuracy_weight_noise']:.2f}%), "
+        f"{result['train_seconds']:.0f} s")
+    log_file.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--networks", nargs="+", default=list(RECIPES), choices=zoo_names(),
+                        help="zoo networks to train (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="override the recipe's training epochs")
+    parser.add_argument("--hwa-epochs", type=int, help="override the recipe's hardware-aware epochs")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "checkpoints")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    for name in args.networks:
+        recipe = RECIPES[name]
+        if args.epochs is not None:
+            recipe = Recipe(**{**asdict(recipe), "epochs": args.epochs})
+        if args.hwa_epochs is not None:
+            recipe = Recipe(**{**asdict(recipe), "hwa_epochs": args.hwa_epochs})
+        train_network(name, recipe, args.seed, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
