@@ -208,6 +208,26 @@ def train_network(name: str, recipe: Recipe, seed: int, out_dir: Path) -> dict:
     return result
 
 
+def accuracy_table(out_dir: Path) -> str:
+    """The README's zoo table, from the metadata written beside each checkpoint."""
+    from workloads.layers import build_layer_table
+
+    lines = ["| network | mappable layers | parameters | test accuracy (%) | with weight noise (%) | epochs + HWA epochs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name in RECIPES:
+        path = out_dir / f"{name}.json"
+        if not path.is_file():
+            continue
+        meta = json.loads(path.read_text())
+        spec = NetworkSpec.zoo(name)
+        model = spec.build()
+        layers = len(build_layer_table(model, spec.input_shape, name))
+        params = sum(p.numel() for p in model.parameters())
+        lines.append(f"| `{name}` | {layers} | {params:,} | {meta['test_accuracy']:.2f} | "
+                     f"{meta['test_accuracy_weight_noise']:.2f} | {meta['recipe']['epochs']} + {meta['recipe']['hwa_epochs']} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", nargs="+", default=list(RECIPES), choices=zoo_names(),
@@ -216,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the recipe's training epochs")
     parser.add_argument("--hwa-epochs", type=int, help="override the recipe's hardware-aware epochs")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "checkpoints")
+    parser.add_argument("--table", action="store_true", help="print the accuracy table of trained checkpoints and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print(accuracy_table(args.out))
+        return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
     for name in args.networks:
         recipe = RECIPES[name]

@@ -1,0 +1,117 @@
+"""The fast path: an analog layer as plain torch ops on aihwkit's programmed, drifted weights.
+
+aihwkit's torch tile runs, per tile and per batch, an iterative loop of DAC quantisation,
+MVM, output noise and ADC quantisation, halving the inputs and redoing the whole batch when any
+output clips. This module keeps the device state exactly (the tiles' drifted conductances, mapping
+scales and drift-compensation factors come from :mod:`hw_model.aihwkit_adapter`) and replaces
+the loop by one pass with the same statistics:
+
+* noise management: each input vector (a convolution patch) is scaled by its abs-max ``nm``
+  (computed by max-pooling |x| when a layer fits one row of tiles);
+* bound management: the reduction factor ``red`` (1, 2, 4, ... 32) is the smallest that keeps
+  every noise-free normalised output of the tile within ``out_bound`` over the batch, as
+  aihwkit's iterative loop would find it;
+* DAC, ADC and output noise become one Gaussian term per output with their exact variance in
+  output units: ``(nm * red)^2 * (out_noise^2 + do^2 / 12 + di^2 / 12 * ||w_row||^2)`` times the
+  squared per-output scale, with ``di``, ``do`` the DAC and ADC steps.
+
+How close this is to the reference path is measured by ``bench/bench_oracle.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hw_model.aihwkit_adapter import LayerState
+from hw_model.noise import NoiseConfig
+
+MAX_REDUCTION = 32.0  # aihwkit's last bound-management attempt with 8-bit inputs (0.25 / di = 31.75)
+
+
+class FastAnalogLayer(nn.Module):
+    """Drop-in replacement for an nn.Linear / nn.Conv2d (groups = 1) that was programmed analog."""
+
+    def __init__(self, original: nn.Module, state: LayerState, noise: NoiseConfig,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        self.is_conv = isinstance(original, nn.Conv2d)
+        self.generator = generator
+        if self.is_conv:
+            self.kernel_size, self.stride = original.kernel_size, original.stride
+            self.padding, self.dilation = original.padding, original.dilation
+            if isinstance(self.padding, str):
+                raise ValueError("string padding is not supported by the fast analog path")
+        self.in_channels = getattr(original, "in_channels", None)
+        self.out_features = state.out_features
+        di = noise.inp_res * 2 * noise.inp_bound
+        do = noise.out_res * 2 * noise.out_bound
+        self.out_bound = noise.out_bound
+        self.bias = state.bias
+        self.row_blocks: list[tuple[int, int]] = sorted({(t.in_start, t.in_stop) for t in state.tiles})
+        self.tiles = []
+        for tile in state.tiles:
+            row_norm_sq = tile.weight.pow(2).sum(dim=1)
+            variance_unit = noise.out_noise ** 2 + do ** 2 / 12.0 + di ** 2 / 12.0 * row_norm_sq
+            self.tiles.append((tile.in_start, tile.in_stop, tile.out_start, tile.out_stop,
+                               tile.weight, tile.scale, variance_unit.sqrt() * tile.scale))
+        # One convolution for the whole layer when it fits one row of tiles.
+        if self.is_conv and len(self.row_blocks) == 1:
+            normalised = torch.cat([t[4] for t in sorted(self.tiles, key=lambda t: t[2])], dim=0)
+            self.conv_weight = normalised.reshape(state.out_features, self.in_channels, *self.kernel_size)
+
+    def _reduction(self, normalised: torch.Tensor) -> float:
+        """aihwkit's bound-management factor for a batch of noise-free normalised outputs."""
+        peak = float(normalised.abs().max()) if normalised.numel() else 0.0
+        if peak <= self.out_bound:
+            return 1.0
+        return min(MAX_REDUCTION, 2.0 ** math.ceil(math.log2(peak / self.out_bound)))
+
+    def _noisy(self, z: torch.Tensor, nm: torch.Tensor, tile: tuple, out_dim: int) -> torch.Tensor:
+        """Scaled tile output with its I/O noise; ``z`` in normalised units, outputs along out_dim."""
+        _, _, out_start, out_stop, _, scale, noise_std = tile
+        shape = [1] * z.dim()
+        shape[out_dim] = -1
+        reduction = self._reduction(z / nm)
+        noise = torch.randn(z.shape, generator=self.generator) * (nm * reduction) * noise_std.view(shape)
+        return z * scale.view(shape) + noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_conv and len(self.row_blocks) == 1:
+            return self._conv_single_row(x)
+        if self.is_conv:
+            batch, _, height, width = x.shape
+            patches = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # B, CKK, P
+            out_h = (height + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+            out_w = (width + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+            y = self._matrix(patches.transpose(1, 2))  # B, P, out
+            return y.transpose(1, 2).reshape(batch, self.out_features, out_h, out_w)
+        return self._matrix(x)
+
+    def _conv_single_row(self, x: torch.Tensor) -> torch.Tensor:
+        z = F.conv2d(x, self.conv_weight, None, self.stride, self.padding, self.dilation)
+        # max over channels, then over the window: the same abs-max per patch, one channel to pool
+        nm = F.max_pool2d(x.abs().amax(dim=1, keepdim=True), self.kernel_size, self.stride, self.padding,
+                          self.dilation)
+        nm = torch.where(nm > 0, nm, torch.ones_like(nm))
+        out = torch.empty_like(z)
+        for tile in self.tiles:
+            out_start, out_stop = tile[2], tile[3]
+            out[:, out_start:out_stop] = self._noisy(z[:, out_start:out_stop], nm, tile, out_dim=1)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+    def _matrix(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(*x.shape[:-1], self.out_features)
+        for in_start, in_stop in self.row_blocks:
+            part = x[..., in_start:in_stop]
+            nm = part.abs().amax(dim=-1, keepdim=True)
+            nm = torch.where(nm > 0, nm, torch.ones_like(nm))
+            for tile in self.tiles:
+                if tile[0] != in_start:
+                    continue
+                z = part @ tile[4].T
+                out[..., tile[2]:tile[3]] += self._noisy(z, nm, tile, out_dim=z.dim() - 1)
+        return out if self.bias is None else out + self.bias
