@@ -81,12 +81,15 @@ def to_analog(module: nn.Module, noise: NoiseConfig, name: str = "layer") -> nn.
         if module.groups != 1:
             raise AnalogConversionError(f"layer {name!r} is a grouped/depthwise convolution (groups="
                                         f"{module.groups}); aihwkit's torch tiles cannot run it: it is digital-only")
-        analog = AnalogConv2d.from_digital(copy.deepcopy(module), rpu_config(noise))
+        analog_class = AnalogConv2d
     elif isinstance(module, nn.Linear):
-        analog = AnalogLinear.from_digital(copy.deepcopy(module), rpu_config(noise))
+        analog_class = AnalogLinear
     else:
         raise AnalogConversionError(f"layer {name!r} is a {type(module).__name__}; only nn.Linear and "
                                     "nn.Conv2d can be analog")
+    # The analog layer's constructor draws a random initialisation before the weights are copied.
+    with torch.random.fork_rng(devices=[]):
+        analog = analog_class.from_digital(copy.deepcopy(module), rpu_config(noise))
     return analog.eval()
 
 

@@ -107,6 +107,7 @@ class AccuracyOracle:
         self.split = split
         self._checkpoint = spec.checkpoint_sha256()
         self._states: dict[tuple[int, int, float], adapter.LayerState] = {}
+        self._programmed: dict[tuple[int, int], nn.Module] = {}
         self._baseline: float | None = None
 
     # --- protocol ---------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class AccuracyOracle:
         if self._baseline is None:
             key = self._key(np.zeros(len(self.table), bool), 0.0, method="digital")
             compute = lambda: {"accuracy": self._accuracy(self.model)}  # noqa: E731
-            value = self.cache.get_or_compute("baseline", key, compute) if self.cache else compute()
+            value = self.cache.get_or_compute("baseline", key, compute) if self.cache is not None else compute()
             self._baseline = float(value["accuracy"])
         return self._baseline
 
@@ -148,12 +149,12 @@ class AccuracyOracle:
             per_seed = tuple(baseline for _ in self.seeds)
         else:
             key = self._key(m, t_s, method)
-            cached = self.cache.get("accuracy", key) if self.cache else None
+            cached = self.cache.get("accuracy", key) if self.cache is not None else None
             if cached is not None:
                 per_seed = tuple(cached["per_seed"])
             else:
                 per_seed = tuple(self._accuracy_with(m, t_s, seed, method) for seed in self.seeds)
-                if self.cache:
+                if self.cache is not None:
                     self.cache.put("accuracy", key, {"per_seed": list(per_seed)})
         mean = float(np.mean(per_seed))
         return AccuracyResult(mean=mean, std=float(np.std(per_seed)), per_seed=per_seed, baseline=baseline,
@@ -196,10 +197,17 @@ class AccuracyOracle:
         """Programmed + drifted tiles of layer ``index`` under repetition ``seed`` (memoised)."""
         key = (index, seed, float(t_s))
         if key not in self._states:
-            layer = self.table.layers[index]
-            analog = adapter.to_analog(self.modules[layer.name], self.noise, layer.name)
-            adapter.program_and_drift(analog, t_s, layer_seed(seed, index))
-            self._states[key] = adapter.read_tiles(analog)
+            # Drift re-derives conductances from the programmed weights: program once per
+            # (layer, seed), drift to each t (identical to programming afresh; see the tests).
+            programmed = self._programmed.get((index, seed))
+            if programmed is None:
+                layer = self.table.layers[index]
+                programmed = adapter.to_analog(self.modules[layer.name], self.noise, layer.name)
+                adapter.program_and_drift(programmed, t_s, layer_seed(seed, index))
+                self._programmed[(index, seed)] = programmed
+            else:
+                adapter.drift_only(programmed, t_s, layer_seed(seed, index))
+            self._states[key] = adapter.read_tiles(programmed)
         return self._states[key]
 
     def _accuracy_with(self, mapping: np.ndarray, t_s: float, seed: int, method: str) -> float:

@@ -1,0 +1,139 @@
+"""Reference (aihwkit tiles) against fast path: time per evaluation and accuracy agreement.
+
+    python -m bench.bench_oracle [--networks lenet5 resnet8] [--mappings 30] [--images 1000] [--seeds 2]
+
+For each network, ``--mappings`` random mappings (each analog-capable layer analog with
+probability 1/2) at t = 1 hour, 1 day and 1 year are evaluated by both paths on the same
+validation images and programming seeds, interleaved so machine load hits both alike.
+Reported: mean and max |accuracy difference| (target mean <= 0.3 points), reference time per
+evaluation (it programs its tiles every time), fast time per evaluation with the device states
+already programmed (the steady state of a search) and with programming included (cold), their
+ratios (target >= 10x warm), and the cost of a cache hit. JSON in bench/results/oracle.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.common import write_result
+from hw_model.cache import ResultCache
+from hw_model.noise import NoiseConfig
+from hw_model.oracle import AccuracyOracle
+from workloads.registry import NetworkSpec
+from workloads.runtime import use_fast_malloc
+
+TIMES = {"1 hour": 3600.0, "1 day": 86_400.0, "1 year": 365 * 86_400.0}
+TARGET_RATIO, TARGET_DIFF = 10.0, 0.3
+
+
+def random_mappings(capable: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    mappings = []
+    while len(mappings) < count:
+        mapping = (rng.random(len(capable)) < 0.5) & capable
+        if mapping.any():
+            mappings.append(mapping)
+    return mappings
+
+
+def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int, ...]) -> dict:
+    noise = NoiseConfig(name="lionheart")
+    oracle = AccuracyOracle(NetworkSpec.zoo(name), noise, images=images, seeds=seeds)
+    capable = np.array([layer.analog_capable for layer in oracle.table.layers])
+    rng = np.random.default_rng(0)
+    rows = []
+    cold_fast_s = []
+    for label, t_s in TIMES.items():
+        mappings = random_mappings(capable, mappings_per_t, rng)
+        for mapping in tqdm(mappings, desc=f"{name} @ {label}", leave=False):
+            start = time.perf_counter()
+            reference = oracle.evaluate(mapping, t_s, method="reference")
+            reference_s = time.perf_counter() - start
+            start = time.perf_counter()
+            for seed in seeds:  # program + drift (memoised afterwards): the cold part of the fast path
+                for i in np.flatnonzero(mapping):
+                    oracle.layer_state(int(i), seed, t_s)
+            programming_s = time.perf_counter() - start
+            start = time.perf_counter()
+            fast = oracle.evaluate(mapping, t_s, method="fast")
+            fast_s = time.perf_counter() - start
+            cold_fast_s.append(programming_s + fast_s)
+            rows.append({"t": label, "analog_layers": int(mapping.sum()), "reference": reference.mean,
+                         "fast": fast.mean, "reference_drop": reference.drop, "fast_drop": fast.drop,
+                         "reference_s": reference_s, "fast_s": fast_s, "fast_cold_s": programming_s + fast_s})
+    diffs = np.array([abs(r["reference"] - r["fast"]) for r in rows])
+    per_t = {label: float(np.mean([abs(r["reference"] - r["fast"]) for r in rows if r["t"] == label]))
+             for label in TIMES}
+    reference_s = float(np.mean([r["reference_s"] for r in rows]))
+    fast_s = float(np.mean([r["fast_s"] for r in rows]))
+    # Cache hit cost: store every fast result, then answer them from a fresh connection.
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.sqlite"
+        writer = AccuracyOracle(NetworkSpec.zoo(name), noise, images=images, seeds=seeds, cache=ResultCache(path),
+                                data=oracle.data)
+        probe = random_mappings(capable, 20, np.random.default_rng(1))
+        for mapping in probe:
+            writer.cache.put("accuracy", writer._key(mapping, 3600.0, "fast"), {"per_seed": [50.0] * len(seeds)})
+        reader = AccuracyOracle(NetworkSpec.zoo(name), noise, images=images, seeds=seeds, cache=ResultCache(path),
+                                data=oracle.data)
+        reader.baseline()
+        start = time.perf_counter()
+        for mapping in probe:
+            reader.evaluate(mapping, 3600.0)
+        hit_s = (time.perf_counter() - start) / len(probe)
+        assert reader.cache.hits >= len(probe)
+    return {
+        "network": name, "layers": len(capable), "images": images, "seeds": list(seeds),
+        "baseline": oracle.baseline(), "evaluations": len(rows),
+        "mean_abs_diff_points": float(diffs.mean()), "max_abs_diff_points": float(diffs.max()),
+        "mean_abs_diff_by_t": per_t,
+        "mean_reference_drop": float(np.mean([r["reference_drop"] for r in rows])),
+        "reference_s_per_eval": reference_s, "fast_s_per_eval_warm": fast_s,
+        "fast_s_per_eval_cold": float(np.mean(cold_fast_s)),
+        "speedup_warm": reference_s / fast_s, "speedup_cold": reference_s / float(np.mean(cold_fast_s)),
+        "cache_hit_s": hit_s, "rows": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--networks", nargs="+", default=["lenet5", "resnet8"])
+    parser.add_argument("--mappings", type=int, default=30, help="random mappings per drift time")
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    results = [bench_network(n, args.mappings, args.images, tuple(range(args.seeds))) for n in args.networks]
+    all_diffs = [abs(r["reference"] - r["fast"]) for result in results for r in result["rows"]]
+    summary = {
+        "mean_abs_diff_points": float(np.mean(all_diffs)), "target_diff_points": TARGET_DIFF,
+        "diff_target_met": float(np.mean(all_diffs)) <= TARGET_DIFF,
+        "speedup_warm": float(np.mean([r["speedup_warm"] for r in results])),
+        "speedup_cold": float(np.mean([r["speedup_cold"] for r in results])),
+        "target_speedup": TARGET_RATIO,
+    }
+    summary["speedup_target_met"] = summary["speedup_warm"] >= TARGET_RATIO
+    path = write_result("oracle", {"summary": summary, "networks": results})
+    print(f"{'network':10s} {'evals':>5s} {'mean|diff|':>10s} {'max|diff|':>9s} {'ref s':>7s} {'fast s':>7s} "
+          f"{'cold s':>7s} {'warm x':>7s} {'cold x':>7s} {'hit ms':>7s}")
+    for r in results:
+        print(f"{r['network']:10s} {r['evaluations']:5d} {r['mean_abs_diff_points']:10.3f} {r['max_abs_diff_points']:9.2f} "
+              f"{r['reference_s_per_eval']:7.2f} {r['fast_s_per_eval_warm']:7.3f} {r['fast_s_per_eval_cold']:7.2f} "
+              f"{r['speedup_warm']:7.1f} {r['speedup_cold']:7.1f} {r['cache_hit_s'] * 1e3:7.2f}")
+    print(f"overall: mean |diff| {summary['mean_abs_diff_points']:.3f} points (target <= {TARGET_DIFF}: "
+          f"{'met' if summary['diff_target_met'] else 'NOT met'}); fast path {summary['speedup_warm']:.1f}x warm "
+          f"(target >= {TARGET_RATIO:.0f}x: {'met' if summary['speedup_target_met'] else 'NOT met'}), "
+          f"{summary['speedup_cold']:.1f}x cold")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    use_fast_malloc()
+    raise SystemExit(main())

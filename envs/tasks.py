@@ -1,0 +1,107 @@
+"""What the environment needs per network, precomputed: costs, sensitivities, a drop model.
+
+A :class:`MappingTask` is built once (cost model from the layer table and the hardware preset;
+sensitivity profile and surrogate from the network's accuracy artifact) and then serves every
+episode on that network without touching torch or aihwkit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import yaml
+
+from hw_model.cost import NetworkCost
+from hw_model.noise import NoiseConfig
+from hw_model.report import network_cost
+from hw_model.surrogate import DropSurrogate, SensitivityProfile
+from hw_model.system import System
+from workloads.registry import PROJECT_ROOT, NetworkSpec
+
+KIND_ORDER = ("conv", "depthwise_conv", "linear", "attention", "classifier")
+DropFunction = Callable[[np.ndarray, float], float]
+
+
+@dataclass
+class MappingTask:
+    """One network on one system, ready for fast episodes."""
+
+    name: str
+    cost: NetworkCost
+    profile: SensitivityProfile
+    drop: DropFunction  # (mapping bool (L,), t_s) -> drop in points
+    baseline: float  # all-digital accuracy (percent) on the validation images
+
+    def __post_init__(self) -> None:
+        table = self.cost.table
+        n = len(table)
+        if self.profile.drops.shape[0] != n:
+            raise ValueError(f"{self.name}: profile has {self.profile.drops.shape[0]} layers, the network {n}")
+        self.kinds = np.zeros((n, len(KIND_ORDER)), np.float32)
+        for i, layer in enumerate(table.layers):
+            self.kinds[i, KIND_ORDER.index(layer.kind)] = 1.0
+        macs = np.array([layer.macs for layer in table.layers], float)
+        weights = np.array([layer.weights for layer in table.layers], float)
+        self.mac_share = macs / macs.sum()
+        self.weight_share = weights / weights.sum()
+        self.remaining_mac_share = np.concatenate([np.cumsum(self.mac_share[::-1])[::-1][1:], [0.0]])
+        base = self.cost.baseline.latency_s
+        self.latency_share = self.cost.digital_latency_s / base
+        self.latency_saving = (self.cost.digital_latency_s - self.cost.analog_latency_s) / base
+        self.layer_speedup = self.cost.digital_latency_s / self.cost.analog_latency_s
+        self.layer_energy_gain = self.cost.digital_energy_j / self.cost.analog_energy_j
+
+    def __len__(self) -> int:
+        return len(self.cost)
+
+
+def load_system(hw: str | dict) -> System:
+    if isinstance(hw, str):
+        path = PROJECT_ROOT / "conf" / "hw" / f"{hw}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown hardware preset {hw!r}; presets: "
+                             f"{', '.join(p.stem for p in sorted(path.parent.glob('*.yaml')))}")
+        hw = yaml.safe_load(path.read_text())
+    return System.from_dict(hw)
+
+
+def load_noise(noise: str | dict, system: System) -> NoiseConfig:
+    if isinstance(noise, str):
+        path = PROJECT_ROOT / "conf" / "noise" / f"{noise}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown noise preset {noise!r}")
+        noise = yaml.safe_load(path.read_text())
+    return NoiseConfig.from_dict(noise, system.tiles.rows, system.tiles.cols)
+
+
+def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise: str | dict = "lionheart",
+               accuracy: str = "surrogate", surrogate_model: str = "linear", oracle_options: dict | None = None,
+               progress: bool = True) -> MappingTask:
+    """A task from names or configs. ``accuracy``: "surrogate" (default) or "oracle" (exact, cached)."""
+    from hw_model.profiles import load_or_build
+
+    spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
+    system = load_system(hw)
+    noise_config = load_noise(noise, system)
+    data = load_or_build(spec, noise_config, progress=progress)
+    if accuracy == "surrogate":
+        surrogate: DropSurrogate = data.surrogate(surrogate_model)
+        drop: DropFunction = lambda mapping, t_s: float(surrogate.predict(mapping[None, :], t_s)[0])  # noqa: E731
+    elif accuracy == "oracle":
+        from hw_model.cache import ResultCache
+        from hw_model.oracle import AccuracyOracle
+        from hw_model.profiles import DEFAULT_CACHE, ProfilePlan
+
+        plan = ProfilePlan()
+        options = {"images": plan.images, "seeds": plan.seeds, **(oracle_options or {})}
+        oracle = AccuracyOracle(spec, noise_config, cache=ResultCache(DEFAULT_CACHE), **options)
+        drop = lambda mapping, t_s: oracle.evaluate(mapping, t_s).drop  # noqa: E731
+    else:
+        raise ValueError(f"accuracy must be 'surrogate' or 'oracle', got {accuracy!r}")
+    return MappingTask(spec.name, network_cost(spec, system), data.profile, drop, data.baseline)
+
+
+def build_tasks(networks: Sequence[str], **kwargs) -> list[MappingTask]:
+    return [build_task(name, **kwargs) for name in networks]

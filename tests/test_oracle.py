@@ -1,0 +1,112 @@
+"""The accuracy oracle on a small real network (LeNet-5 checkpoint, Fashion-MNIST validation)."""
+
+import numpy as np
+import pytest
+
+from hw_model.cache import ResultCache
+from hw_model.noise import NoiseConfig
+from hw_model.oracle import AccuracyOracle, MappingError
+from workloads.registry import NetworkSpec
+
+HOUR, YEAR = 3600.0, 365 * 86_400.0
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory, fashion):
+    cache = ResultCache(tmp_path_factory.mktemp("cache") / "oracle.sqlite")
+    return AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=600,
+                          seeds=(0, 1, 2), batch_size=300, cache=cache, data=fashion.validation)
+
+
+def all_analog(oracle):
+    return np.array([layer.analog_capable for layer in oracle.table.layers])
+
+
+def test_all_digital_is_exactly_the_digital_accuracy(oracle):
+    result = oracle.evaluate(np.zeros(len(oracle.table), bool), YEAR)
+    assert result.per_seed == (oracle.baseline(),) * 3
+    assert result.drop == 0.0 and result.std == 0.0
+    assert 80.0 < oracle.baseline() <= 100.0
+
+
+def test_drift_lowers_accuracy_from_an_hour_to_a_year(oracle):
+    hour = oracle.evaluate(all_analog(oracle), HOUR)
+    year = oracle.evaluate(all_analog(oracle), YEAR)
+    assert year.mean < hour.mean
+    assert hour.drop > 0.0
+
+
+@pytest.mark.parametrize("t_s", [0.0, 1e-6])
+def test_zero_and_tiny_times(oracle, t_s):
+    result = oracle.evaluate(all_analog(oracle), t_s)
+    assert np.isfinite(result.mean) and result.mean > 50.0
+
+
+def test_same_seed_same_result_different_seeds_differ(oracle, fashion):
+    again = AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=600,
+                           seeds=(0, 1, 2), batch_size=300, data=fashion.validation)
+    mine = oracle.evaluate(all_analog(oracle), 86_400.0)
+    theirs = again.evaluate(all_analog(oracle), 86_400.0)
+    assert mine.per_seed == theirs.per_seed
+    assert len(set(mine.per_seed)) > 1
+
+
+def test_reference_path_is_deterministic_per_seed(fashion):
+    small = AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=200,
+                           seeds=(4,), batch_size=200, method="reference", data=fashion.validation)
+    mapping = [1, 0, 0, 1, 0]
+    assert small.evaluate(mapping, HOUR).per_seed == small.evaluate(mapping, HOUR).per_seed
+
+
+def test_cache_hit_miss_and_corruption(tmp_path, fashion):
+    path = tmp_path / "c.sqlite"
+    spec, noise = NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart")
+    first = AccuracyOracle(spec, noise, images=200, seeds=(0,), batch_size=200, cache=ResultCache(path),
+                           data=fashion.validation)
+    mapping = [1, 1, 0, 0, 0]
+    computed = first.evaluate(mapping, HOUR)
+    assert first.cache.misses >= 1
+    second = AccuracyOracle(spec, noise, images=200, seeds=(0,), batch_size=200, cache=ResultCache(path),
+                            data=fashion.validation)
+    hits = second.cache.hits
+    assert second.evaluate(mapping, HOUR) == computed and second.cache.hits > hits
+    # A different device configuration is a different key: no stale answer.
+    other = AccuracyOracle(spec, NoiseConfig(name="x", out_noise=0.2), images=200, seeds=(0,), batch_size=200,
+                           cache=ResultCache(path), data=fashion.validation)
+    misses = other.cache.misses
+    other.evaluate(mapping, HOUR)
+    assert other.cache.misses > misses
+    # Damage every stored payload: answers are recomputed, and equal the first computation.
+    import sqlite3
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE results SET payload = '{\"per_seed\":[1.0]}'")
+    raw.commit()
+    raw.close()
+    third = AccuracyOracle(spec, noise, images=200, seeds=(0,), batch_size=200, cache=ResultCache(path),
+                           data=fashion.validation)
+    assert third.evaluate(mapping, HOUR) == computed
+    assert third.cache.rejected >= 1
+
+
+def test_bad_mappings_are_reported(oracle):
+    with pytest.raises(MappingError, match="5 mappable layers"):
+        oracle.evaluate([1, 0], HOUR)
+    with pytest.raises(MappingError, match="0 \\(digital\\) or 1 \\(analog\\)"):
+        oracle.evaluate([2, 0, 0, 0, 0], HOUR)
+    with pytest.raises(ValueError, match="drift time"):
+        oracle.evaluate([0, 0, 0, 0, 0], -5.0)
+
+
+def test_digital_only_layer_marked_analog_is_a_clear_error(fashion):
+    mobile = AccuracyOracle(NetworkSpec.zoo("mobilenetv2"), NoiseConfig(name="lionheart"), images=50,
+                            seeds=(0,), batch_size=50, data=fashion.validation)
+    mapping = np.zeros(len(mobile.table), bool)
+    depthwise = next(i for i, layer in enumerate(mobile.table.layers) if not layer.analog_capable)
+    mapping[depthwise] = True
+    with pytest.raises(MappingError, match="digital-only"):
+        mobile.evaluate(mapping, HOUR)
+
+
+def test_sensitivity_profile_shape(oracle):
+    profile = oracle.sensitivity_profile([HOUR, YEAR])
+    assert profile.shape == (5, 2) and np.isfinite(profile).all()
