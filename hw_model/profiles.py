@@ -43,8 +43,10 @@ class ProfilePlan:
 
 
 def artifact_key(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan) -> dict:
-    return {"oracle": ORACLE_VERSION, "network": spec.name, "checkpoint": spec.checkpoint_sha256(),
-            "device": noise.digest(), "t_grid": list(T_GRID_S), "plan": asdict(plan)}
+    """The key as it reads back from JSON (tuples become lists), so stored and fresh keys compare."""
+    key = {"oracle": ORACLE_VERSION, "network": spec.name, "checkpoint": spec.checkpoint_sha256(),
+           "device": noise.digest(), "t_grid": list(T_GRID_S), "plan": asdict(plan)}
+    return json.loads(json.dumps(key))
 
 
 @dataclass
@@ -101,8 +103,11 @@ def parse(data: dict) -> NetworkAccuracyData:
 
 def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan = ProfilePlan(),
                   directory: Path = PROFILE_DIR, cache_path: Path | None = DEFAULT_CACHE,
-                  progress: bool = True) -> NetworkAccuracyData:
-    """The network's artifact, rebuilt (and written atomically) when missing or stale."""
+                  progress: bool = True, allow_build: bool = True) -> NetworkAccuracyData:
+    """The network's artifact, rebuilt (and written atomically) when missing or stale.
+
+    With ``allow_build=False`` a missing or stale artifact raises FileNotFoundError instead.
+    """
     path = directory / f"{spec.name}.json"
     key = artifact_key(spec, noise, plan)
     if path.is_file():
@@ -113,8 +118,12 @@ def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan = Pro
             reason = "it was made for another checkpoint, device configuration or plan"
         except (ValueError, KeyError, TypeError) as error:
             reason = f"it is unreadable ({error})"
-        if progress:
-            print(f"rebuilding {path}: {reason}", file=sys.stderr)
+    else:
+        reason = "it does not exist"
+    if not allow_build:
+        raise FileNotFoundError(f"{path}: {reason}; build it with `python -m hw_model.profiles --networks {spec.name}`")
+    if progress:
+        print(f"building {path}: {reason}", file=sys.stderr)
     cache = ResultCache(cache_path) if cache_path else None
     data = build(spec, noise, plan, cache, progress)
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,39 @@
+"""Accuracy artifacts: committed ones are current; stale ones are detected, never used."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from hw_model.noise import NoiseConfig
+from hw_model.profiles import PROFILE_DIR, ProfilePlan, artifact_key, load_or_build
+from workloads.registry import NetworkSpec, zoo_names
+
+NOISE = NoiseConfig(name="lionheart")
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_committed_artifact_is_current(name):
+    """Each zoo network's artifact matches its checkpoint, the device config and the plan."""
+    data = load_or_build(NetworkSpec.zoo(name), NOISE, allow_build=False)
+    profile = data.profile
+    assert profile.drops.shape[1] == len(profile.t_grid)
+    assert np.isfinite(data.drops).all() and len(data.drops) == ProfilePlan().samples
+
+
+def test_stale_artifact_is_not_used(tmp_path):
+    shutil.copy(PROFILE_DIR / "lenet5.json", tmp_path / "lenet5.json")
+    spec = NetworkSpec.zoo("lenet5")
+    load_or_build(spec, NOISE, directory=tmp_path, allow_build=False)  # current: loads
+    other = NoiseConfig(name="lionheart", out_noise=0.1)
+    with pytest.raises(FileNotFoundError, match="another checkpoint, device configuration or plan"):
+        load_or_build(spec, other, directory=tmp_path, allow_build=False)
+    (tmp_path / "lenet5.json").write_text("{not json")
+    with pytest.raises(FileNotFoundError, match="unreadable"):
+        load_or_build(spec, NOISE, directory=tmp_path, allow_build=False)
+
+
+def test_key_survives_a_json_round_trip():
+    key = artifact_key(NetworkSpec.zoo("mlp"), NOISE, ProfilePlan())
+    assert json.loads(json.dumps(key)) == key
