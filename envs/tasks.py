@@ -33,6 +33,7 @@ class MappingTask:
     profile: SensitivityProfile
     drop: DropFunction  # (mapping bool (L,), t_s) -> drop in points
     baseline: float  # all-digital accuracy (percent) on the validation images
+    drop_batch: Callable[[np.ndarray, float], np.ndarray] | None = None  # (N, L) -> (N,), when cheap
 
     def __post_init__(self) -> None:
         table = self.cost.table
@@ -89,6 +90,7 @@ def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise
     if accuracy == "surrogate":
         surrogate: DropSurrogate = data.surrogate(surrogate_model)
         drop: DropFunction = lambda mapping, t_s: float(surrogate.predict(mapping[None, :], t_s)[0])  # noqa: E731
+        drop_batch = surrogate.predict
     elif accuracy == "oracle":
         from hw_model.cache import ResultCache
         from hw_model.oracle import AccuracyOracle
@@ -98,9 +100,10 @@ def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise
         options = {"images": plan.images, "seeds": plan.seeds, **(oracle_options or {})}
         oracle = AccuracyOracle(spec, noise_config, cache=ResultCache(DEFAULT_CACHE), **options)
         drop = lambda mapping, t_s: oracle.evaluate(mapping, t_s).drop  # noqa: E731
+        drop_batch = None
     else:
         raise ValueError(f"accuracy must be 'surrogate' or 'oracle', got {accuracy!r}")
-    return MappingTask(spec.name, network_cost(spec, system), data.profile, drop, data.baseline)
+    return MappingTask(spec.name, network_cost(spec, system), data.profile, drop, data.baseline, drop_batch)
 
 
 def build_tasks(networks: Sequence[str], **kwargs) -> list[MappingTask]:

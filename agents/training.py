@@ -1,0 +1,95 @@
+"""``train(cfg)``: MaskablePPO on the training networks, evaluated on held-out ones.
+
+Writes into the run directory: ``run.json`` (resolved config, command line, package versions,
+seed), ``tb/`` (TensorBoard), ``checkpoints/`` (every ``train.checkpoint_every`` steps),
+``best_model.zip`` (best training-network score so far), ``final_model.zip`` (or
+``interrupted_model.zip`` after Ctrl-C) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+
+from agents.callbacks import MappingMetricsCallback, ProgressCallback
+from agents.ppo import build_model, make_vec_env
+from envs.tasks import build_tasks
+
+PACKAGES = ("torch", "aihwkit", "gymnasium", "stable-baselines3", "sb3-contrib", "hydra-core", "numpy")
+
+
+def env_kwargs_from(cfg: dict[str, Any]) -> dict[str, Any]:
+    env = cfg["env"]
+    return {"t_range_s": tuple(env["t_range_s"]), "threshold_range": tuple(env["threshold_range"]),
+            "reward_weights": dict(env["reward"]), "shaping": bool(env["shaping"])}
+
+
+def write_run_metadata(run_dir: Path, cfg: dict[str, Any]) -> None:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except Exception:  # a package that is not installed is reported, not fatal
+            versions[package] = None
+    metadata = {"config": cfg, "command": sys.argv, "python": platform.python_version(), "packages": versions,
+                "seed": cfg["seed"], "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (run_dir / "run.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+
+
+def train(cfg: DictConfig | dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Train a policy as configured; returns the final metrics (also written to metrics.json)."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)  # SB3 needs plain dicts (net_arch, policy_kwargs)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_metadata(run_dir, cfg)
+    settings = cfg["train"]
+    task_options = {"hw": cfg["hw"], "noise": cfg["noise"], "accuracy": cfg["env"]["accuracy"],
+                    "surrogate_model": cfg["env"]["surrogate_model"]}
+    train_tasks = build_tasks(settings["networks"], **task_options)
+    holdout_tasks = build_tasks(settings.get("holdout") or [], **task_options)
+    env_kwargs = env_kwargs_from(cfg)
+    venv = make_vec_env(train_tasks, env_kwargs, settings["n_envs"], cfg["seed"], settings["vec_env"])
+    tensorboard = str(run_dir / "tb")
+    if settings.get("resume"):
+        resume = Path(settings["resume"])
+        if not resume.is_file():
+            raise FileNotFoundError(f"train.resume={resume} does not exist (give a saved model .zip)")
+        model = MaskablePPO.load(resume, env=venv, tensorboard_log=tensorboard, device="cpu")
+    else:
+        model = build_model(venv, cfg["agent"], cfg["seed"], tensorboard)
+    hparams = {"seed": cfg["seed"], "total_timesteps": settings["total_timesteps"], "n_envs": settings["n_envs"],
+               "networks": ",".join(settings["networks"]), "hw": cfg["hw"]["name"],
+               **{f"agent/{k}": v for k, v in cfg["agent"].items() if isinstance(v, (int, float, str))},
+               **{f"reward/{k}": v for k, v in cfg["env"]["reward"].items()}, "shaping": cfg["env"]["shaping"]}
+    metrics_cb = MappingMetricsCallback(train_tasks, holdout_tasks, env_kwargs, settings["eval_every"],
+                                        settings["eval_times_s"], settings["eval_thresholds"],
+                                        run_dir / "best_model.zip", hparams)
+    callbacks = [metrics_cb,
+                 CheckpointCallback(max(1, settings["checkpoint_every"] // settings["n_envs"]),
+                                    str(run_dir / "checkpoints"), name_prefix="ppo"),
+                 ProgressCallback(settings["total_timesteps"])]
+    interrupted = False
+    started = time.time()
+    try:
+        model.learn(settings["total_timesteps"], callback=CallbackList(callbacks),
+                    reset_num_timesteps=not settings.get("resume"), tb_log_name="ppo")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        model.save(run_dir / ("interrupted_model.zip" if interrupted else "final_model.zip"))
+        venv.close()
+    metrics = {"run_dir": str(run_dir), "timesteps": int(model.num_timesteps), "interrupted": interrupted,
+               "seconds": round(time.time() - started, 1), "best_score": metrics_cb.best_score,
+               "last_evaluation": metrics_cb.last}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
