@@ -79,14 +79,17 @@ def load_noise(noise: str | dict, system: System) -> NoiseConfig:
 
 def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise: str | dict = "lionheart",
                accuracy: str = "surrogate", surrogate_model: str = "linear", oracle_options: dict | None = None,
-               progress: bool = True) -> MappingTask:
-    """A task from names or configs. ``accuracy``: "surrogate" (default) or "oracle" (exact, cached)."""
+               progress: bool = True, allow_build: bool = True) -> MappingTask:
+    """A task from names or configs. ``accuracy``: "surrogate" (default) or "oracle" (exact, cached).
+
+    A missing or stale accuracy artifact is rebuilt (minutes) unless ``allow_build`` is False.
+    """
     from hw_model.profiles import load_or_build
 
     spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
     system = load_system(hw)
     noise_config = load_noise(noise, system)
-    data = load_or_build(spec, noise_config, progress=progress)
+    data = load_or_build(spec, noise_config, progress=progress, allow_build=allow_build)
     if accuracy == "surrogate":
         surrogate: DropSurrogate = data.surrogate(surrogate_model)
         drop: DropFunction = lambda mapping, t_s: float(surrogate.predict(mapping[None, :], t_s)[0])  # noqa: E731

@@ -14,7 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from envs import ENV_ID, LayerMappingEnv
 from envs.reward import RewardWeights
 from envs.tasks import MappingTask, build_task
-from workloads.registry import PROJECT_ROOT
+from workloads.registry import PROJECT_ROOT, zoo_names
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +142,19 @@ def test_random_action_fuzz(tasks, seed, actions, shaping):
             break
     assert step + 1 == length
     assert info["tiles_used"] <= env.task.cost.tile_capacity
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_an_episode_runs_on_every_zoo_network(name):
+    task = build_task(name, progress=False, allow_build=False)
+    env = LayerMappingEnv([task])
+    obs, info = env.reset(seed=1)
+    steps = 0
+    terminated = False
+    while not terminated:
+        action = 1 if info["action_mask"][1] else 0
+        obs, reward, terminated, _, info = env.step(action)
+        assert env.observation_space.contains(obs)
+        steps += 1
+    assert steps == len(task) and np.isfinite(reward)
+    assert info["tiles_used"] <= task.cost.tile_capacity

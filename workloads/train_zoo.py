@@ -52,10 +52,10 @@ class Recipe:
 RECIPES = {
     "mlp": Recipe(epochs=12, hwa_epochs=2, lr=2e-3, optimizer="adamw", weight_decay=1e-4),
     "lenet5": Recipe(epochs=10, hwa_epochs=2, lr=0.05),
-    "vgg11": Recipe(epochs=5, hwa_epochs=1, lr=0.05),
+    "vgg11": Recipe(epochs=3, hwa_epochs=1, lr=0.05),
     "resnet8": Recipe(epochs=6, hwa_epochs=1, lr=0.1),
     "resnet20": Recipe(epochs=6, hwa_epochs=1, lr=0.1),
-    "mobilenetv2": Recipe(epochs=5, hwa_epochs=1, lr=0.1, weight_decay=4e-5),
+    "mobilenetv2": Recipe(epochs=3, hwa_epochs=1, lr=0.1, weight_decay=4e-5),
     "vit": Recipe(epochs=15, hwa_epochs=2, lr=2e-3, optimizer="adamw", weight_decay=0.05),
 }
 

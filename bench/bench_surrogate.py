@@ -1,0 +1,85 @@
+"""Surrogate quality per zoo network on held-out random mappings.
+
+    python -m bench.bench_surrogate
+
+Uses each network's accuracy artifact (``workloads/profiles/<network>.json``: sensitivity
+profile + 150 exact samples of random mappings at t log-uniform in [1 hour, 1 year]). Each
+model is fitted on the first 100 samples and scored on the last 50: mean absolute error (target
+<= 0.5 points), Spearman rank correlation, and agreement of the feasibility decision
+(drop <= threshold) at thresholds 1, 2 and 5 points (target >= 95%). JSON in bench/results/.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from bench.common import write_result
+from hw_model.noise import NoiseConfig
+from hw_model.profiles import load_or_build
+from hw_model.surrogate import MODELS
+from workloads.registry import NetworkSpec, zoo_names
+
+THRESHOLDS = (1.0, 2.0, 5.0)
+TRAIN = 100
+TARGET_MAE, TARGET_AGREEMENT = 0.5, 0.95
+
+
+def score(predicted: np.ndarray, exact: np.ndarray) -> dict:
+    rho = spearmanr(predicted, exact)[0] if np.std(predicted) > 0 and np.std(exact) > 0 else float("nan")
+    return {"mae": float(np.abs(predicted - exact).mean()), "spearman": float(rho),
+            "agreement": {str(t): float(np.mean((predicted <= t) == (exact <= t))) for t in THRESHOLDS},
+            "near_threshold_share": {str(t): float(np.mean(np.abs(exact - t) < 0.25)) for t in THRESHOLDS}}
+
+
+def main() -> int:
+    noise = NoiseConfig(name="lionheart")
+    results, missing = {}, []
+    for name in zoo_names():
+        try:
+            data = load_or_build(NetworkSpec.zoo(name), noise, allow_build=False)
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        test = slice(TRAIN, None)
+        per_model = {}
+        for model in MODELS:
+            surrogate = data.surrogate(model, slice(0, TRAIN))
+            start = time.perf_counter()
+            predicted = surrogate.predict(data.mappings[test], data.t_s[test])
+            per_model[model] = {**score(predicted, data.drops[test]),
+                                "predict_us_per_mapping": 1e6 * (time.perf_counter() - start) / len(predicted)}
+        results[name] = {"baseline": data.baseline, "exact_drop_mean": float(data.drops[test].mean()),
+                         "exact_drop_max": float(data.drops[test].max()), "models": per_model}
+    best = {name: min(r["models"], key=lambda m: r["models"][m]["mae"]) for name, r in results.items()}
+    summary = {}
+    for model in MODELS:
+        maes = [r["models"][model]["mae"] for r in results.values()]
+        agreements = [min(r["models"][model]["agreement"].values()) for r in results.values()]
+        summary[model] = {"mean_mae": float(np.mean(maes)), "worst_mae": float(np.max(maes)),
+                          "worst_agreement": float(np.min(agreements)),
+                          "mae_target_met": bool(np.max(maes) <= TARGET_MAE),
+                          "agreement_target_met": bool(np.min(agreements) >= TARGET_AGREEMENT)}
+    path = write_result("surrogate", {"train_samples": TRAIN, "summary": summary, "best_by_network": best,
+                                      "networks": results, "missing_artifacts": missing})
+    header = f"{'network':12s} {'model':9s} {'MAE':>6s} {'rho':>6s} " + " ".join(f"agree@{t:g}" for t in THRESHOLDS)
+    print(header)
+    for name, r in results.items():
+        for model, s in r["models"].items():
+            print(f"{name:12s} {model:9s} {s['mae']:6.3f} {s['spearman']:6.3f} "
+                  + " ".join(f"{s['agreement'][str(t)]:8.2f}" for t in THRESHOLDS)
+                  + ("   <- best" if best[name] == model else ""))
+    for model, s in summary.items():
+        print(f"{model:9s}: worst MAE {s['worst_mae']:.3f} (target <= {TARGET_MAE}: "
+              f"{'met' if s['mae_target_met'] else 'NOT met'}), worst agreement {s['worst_agreement']:.2f} "
+              f"(target >= {TARGET_AGREEMENT}: {'met' if s['agreement_target_met'] else 'NOT met'})")
+    if missing:
+        print(f"no artifact yet for: {', '.join(missing)} (python -m hw_model.profiles --networks ...)")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""evaluate.py end to end with a tiny trained policy, and its answers to bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hydra import compose, initialize_config_dir
+
+from agents.evaluation import SCHEMA_PATH, evaluate
+from agents.training import train
+from hw_model.apply import build_hybrid_model, drift_seeded_forward
+from workloads.registry import PROJECT_ROOT
+
+CONF = str(PROJECT_ROOT / "conf")
+OUTPUTS = ("*.json", "*.csv", "*.md", "*.png", "*.tmp")
+
+
+def compose_config(name, *overrides):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    train(compose_config("train", "experiment=smoke"), root / "run")
+    out = root / "eval"
+    documents = evaluate(compose_config(
+        "evaluate", f"policy={root / 'run' / 'best_model.zip'}", "networks=[lenet5]", "times_s=[86400]",
+        "thresholds=[1.0]", "verify.images=200", "report.images=200", "report.seeds=[0]",
+        f"cache={root / 'cache.sqlite'}"), out)
+    return out, documents
+
+
+def test_end_to_end_outputs_validate(evaluated):
+    out, documents = evaluated
+    document = json.loads((out / "lenet5.json").read_text())
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+    assert document == json.loads(json.dumps(documents["lenet5"]))
+    (result,) = document["results"]
+    assert result["method"] == "ppo" and result["feasible"]  # verified, repaired if needed
+    assert result["verified"]["drop"] <= 1.0 and result["test"]["split"] == "test"
+    methods = {row["method"] for row in document["baselines"]}
+    assert {"lionheart_greedy", "knapsack", "random", "all_analog", "optimum"} <= methods
+    assert len(document["lifetime"]["points"]) == 5
+    for name in ("summary.csv", "summary.md", "lenet5_lifetime.png", "lenet5_speedup_vs_threshold.png",
+                 "lenet5_accuracy_vs_time.png"):
+        assert (out / name).stat().st_size > 0
+    assert not list(out.glob("*.tmp"))
+
+
+def test_apply_mapping_builds_a_runnable_hybrid_model(evaluated, fashion):
+    out, _ = evaluated
+    document = json.loads((out / "lenet5.json").read_text())
+    model = build_hybrid_model(out / "lenet5.json", t_s=86400.0, threshold=1.0)
+    analog = [layer["name"] for layer in document["results"][0]["layers"] if layer["target"] == "analog"]
+    assert all("Analog" in type(model.get_submodule(name)).__name__ for name in analog)
+    logits = drift_seeded_forward(model, fashion.validation.images[:64])
+    assert logits.shape == (64, 10)
+
+
+def run_evaluate(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "evaluate.py", f"hydra.run.dir={tmp_path}", *overrides],
+                          capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+                          env={"PATH": "/usr/bin:/bin", "AIMC_NO_REEXEC": "1", "PYTHONPATH": str(PROJECT_ROOT)})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["networks=[alexnet]"], "unknown network 'alexnet'"),
+    (["network={name: mine, model: {_target_: workloads.zoo.mlp}, checkpoint: /nowhere/mine.pt}"],
+     "does not exist"),
+    (["thresholds=[-1.0]"], "thresholds must be >= 0"),
+    (["times_s=[0]"], "drift times must be > 0"),
+    (["policy=/nowhere/model.zip"], "does not exist"),
+])
+def test_bad_input_exits_2_with_nothing_written(tmp_path, overrides, message):
+    done = run_evaluate(tmp_path, *overrides)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not [p for pattern in OUTPUTS for p in tmp_path.glob(pattern)]
+
+
+def test_corrupt_checkpoint_and_foreign_mapping_file(tmp_path, evaluated):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    done = run_evaluate(tmp_path / "a", f"network={{name: mine, model: {{_target_: workloads.zoo.mlp}}, checkpoint: {bad}}}")
+    assert done.returncode == 2 and "cannot be loaded" in done.stderr
+    out, _ = evaluated
+    done = run_evaluate(tmp_path / "b", f"mapping_file={out / 'lenet5.json'}", "networks=[mlp]")
+    assert done.returncode == 2 and "is for network 'lenet5'" in done.stderr
+    assert not [p for pattern in OUTPUTS for p in (tmp_path / "b").glob(pattern)]
