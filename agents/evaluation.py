@@ -175,7 +175,14 @@ def evaluate(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> dict[str,
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     specs, policy = check_inputs(cfg)
-    mapper = PolicyMapper(MaskablePPO.load(policy, device="cpu")) if policy else None
+    mapper = None
+    if policy:
+        try:
+            mapper = PolicyMapper(MaskablePPO.load(policy, device="cpu"))
+        except Exception as error:  # SB3 raises many types for a damaged or foreign zip
+            raise EvaluationInputError(f"policy {policy} cannot be loaded ({type(error).__name__}: "
+                                       f"{str(error).splitlines()[0] if str(error) else ''}); give a .zip saved by "
+                                       "train.py") from error
     fixed = read_mapping_file(cfg["mapping_file"]) if cfg.get("mapping_file") else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,10 @@ def test_corrupt_checkpoint_and_foreign_mapping_file(tmp_path, evaluated):
     bad.write_bytes(b"not a checkpoint")
     done = run_evaluate(tmp_path / "a", f"network={{name: mine, model: {{_target_: workloads.zoo.mlp}}, checkpoint: {bad}}}")
     assert done.returncode == 2 and "cannot be loaded" in done.stderr
+    junk = tmp_path / "policy.zip"
+    junk.write_bytes(b"PK not really a zip")
+    done = run_evaluate(tmp_path / "c", f"policy={junk}", "networks=[lenet5]")
+    assert done.returncode == 2 and "cannot be loaded" in done.stderr and "Traceback" not in done.stderr
     out, _ = evaluated
     done = run_evaluate(tmp_path / "b", f"mapping_file={out / 'lenet5.json'}", "networks=[mlp]")
     assert done.returncode == 2 and "is for network 'lenet5'" in done.stderr

@@ -110,3 +110,14 @@ def test_digital_only_layer_marked_analog_is_a_clear_error(fashion):
 def test_sensitivity_profile_shape(oracle):
     profile = oracle.sensitivity_profile([HOUR, YEAR])
     assert profile.shape == (5, 2) and np.isfinite(profile).all()
+
+
+@pytest.mark.slow
+def test_fast_path_agrees_with_the_reference_on_a_whole_network(fashion):
+    """All of LeNet-5 analog at 1 day, 2,000 validation images, 2 seeds: within 0.5 points."""
+    oracle = AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=2000,
+                            seeds=(0, 1), batch_size=500, data=fashion.validation)
+    mapping = all_analog(oracle)
+    fast = oracle.evaluate(mapping, 86_400.0, method="fast")
+    reference = oracle.evaluate(mapping, 86_400.0, method="reference")
+    assert abs(fast.mean - reference.mean) <= 0.5

@@ -1,0 +1,38 @@
+"""Regenerate the README's generated tables from the commands that produce them.
+
+    .venv/bin/python scripts/update_readme.py
+
+Each table sits between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->`` markers.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = {
+    "zoo": [sys.executable, "-m", "workloads.train_zoo", "--table"],
+    "cost": [sys.executable, "-m", "hw_model.summary"],
+    "bench": [sys.executable, "-m", "bench.summarize"],
+}
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name, command in TABLES.items():
+        output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        block = f"<!-- begin:{name} -->\n{output}\n<!-- end:{name} -->"
+        pattern = re.compile(rf"<!-- begin:{name} -->.*?<!-- end:{name} -->", re.DOTALL)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- begin:{name} --> ... <!-- end:{name} --> markers")
+        text = pattern.sub(lambda _: block, text)
+    readme.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
