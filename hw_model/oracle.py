@@ -108,6 +108,7 @@ class AccuracyOracle:
         self._checkpoint = spec.checkpoint_sha256()
         self._states: dict[tuple[int, int, float], adapter.LayerState] = {}
         self._programmed: dict[tuple[int, int], nn.Module] = {}
+        self._reference_layers: dict[tuple[int, int, float], nn.Module] = {}
         self._baseline: float | None = None
 
     # --- protocol ---------------------------------------------------------------------------
@@ -210,6 +211,17 @@ class AccuracyOracle:
             self._states[key] = adapter.read_tiles(programmed)
         return self._states[key]
 
+    def reference_layer(self, index: int, seed: int, t_s: float) -> nn.Module:
+        """aihwkit's programmed, drifted module for one layer (memoised: programming and drift are
+        deterministic per seed and a forward pass leaves the module's device state unchanged)."""
+        key = (index, seed, float(t_s))
+        if key not in self._reference_layers:
+            name = self.table.layers[index].name
+            analog = adapter.to_analog(self.modules[name], self.noise, name)
+            adapter.program_and_drift(analog, t_s, layer_seed(seed, index))
+            self._reference_layers[key] = analog
+        return self._reference_layers[key]
+
     def _accuracy_with(self, mapping: np.ndarray, t_s: float, seed: int, method: str) -> float:
         analog_layers = [i for i, analog in enumerate(mapping) if analog]
         replacements: dict[str, nn.Module] = {}
@@ -222,10 +234,7 @@ class AccuracyOracle:
             with swapped(self.model, replacements) as hybrid:
                 return self._accuracy(hybrid)
         for i in analog_layers:
-            name = self.table.layers[i].name
-            analog = adapter.to_analog(self.modules[name], self.noise, name)
-            adapter.program_and_drift(analog, t_s, layer_seed(seed, i))
-            replacements[name] = analog
+            replacements[self.table.layers[i].name] = self.reference_layer(i, seed, t_s)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(layer_seed(seed, 10_000))
             with swapped(self.model, replacements) as hybrid:
