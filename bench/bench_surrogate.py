@@ -3,8 +3,9 @@
     python -m bench.bench_surrogate
 
 Uses each network's accuracy artifact (``workloads/profiles/<network>.json``: sensitivity
-profile + 150 exact samples of random mappings at t log-uniform in [1 hour, 1 year]). Each
-model is fitted on the first 100 samples and scored on the last 50: mean absolute error (target
+profile + exact samples of random mappings at t log-uniform in [1 hour, 1 year]; 150 by default).
+Each model is fitted on the first two thirds of the samples and scored on the last third: mean
+absolute error (target
 <= 0.5 points), Spearman rank correlation, and agreement of the feasibility decision
 (drop <= threshold) at thresholds 1, 2 and 5 points (target >= 95%). JSON in bench/results/.
 """
@@ -23,7 +24,7 @@ from hw_model.surrogate import MODELS
 from workloads.registry import NetworkSpec, zoo_names
 
 THRESHOLDS = (1.0, 2.0, 5.0)
-TRAIN = 100
+TRAIN_FRACTION = 2 / 3
 TARGET_MAE, TARGET_AGREEMENT = 0.5, 0.95
 
 
@@ -43,15 +44,17 @@ def main() -> int:
         except FileNotFoundError:
             missing.append(name)
             continue
-        test = slice(TRAIN, None)
+        train_count = int(round(len(data.drops) * TRAIN_FRACTION))
+        test = slice(train_count, None)
         per_model = {}
         for model in MODELS:
-            surrogate = data.surrogate(model, slice(0, TRAIN))
+            surrogate = data.surrogate(model, slice(0, train_count))
             start = time.perf_counter()
             predicted = surrogate.predict(data.mappings[test], data.t_s[test])
             per_model[model] = {**score(predicted, data.drops[test]),
                                 "predict_us_per_mapping": 1e6 * (time.perf_counter() - start) / len(predicted)}
-        results[name] = {"baseline": data.baseline, "exact_drop_mean": float(data.drops[test].mean()),
+        results[name] = {"baseline": data.baseline, "train_samples": train_count,
+                         "test_samples": len(data.drops) - train_count, "exact_drop_mean": float(data.drops[test].mean()),
                          "exact_drop_max": float(data.drops[test].max()), "models": per_model}
     best = {name: min(r["models"], key=lambda m: r["models"][m]["mae"]) for name, r in results.items()}
     summary = {}
@@ -62,7 +65,7 @@ def main() -> int:
                           "worst_agreement": float(np.min(agreements)),
                           "mae_target_met": bool(np.max(maes) <= TARGET_MAE),
                           "agreement_target_met": bool(np.min(agreements) >= TARGET_AGREEMENT)}
-    path = write_result("surrogate", {"train_samples": TRAIN, "summary": summary, "best_by_network": best,
+    path = write_result("surrogate", {"train_fraction": TRAIN_FRACTION, "summary": summary, "best_by_network": best,
                                       "networks": results, "missing_artifacts": missing})
     header = f"{'network':12s} {'model':9s} {'MAE':>6s} {'rho':>6s} " + " ".join(f"agree@{t:g}" for t in THRESHOLDS)
     print(header)

@@ -42,6 +42,14 @@ class ProfilePlan:
     sample_seed: int = 0
 
 
+def plan_for(spec: NetworkSpec) -> ProfilePlan:
+    """The default plan with the network's own overrides (``profile:`` in its description)."""
+    overrides = dict(spec.profile)
+    if "seeds" in overrides:
+        overrides["seeds"] = tuple(overrides["seeds"])
+    return ProfilePlan(**overrides)
+
+
 def artifact_key(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan) -> dict:
     """The key as it reads back from JSON (tuples become lists), so stored and fresh keys compare."""
     key = {"oracle": ORACLE_VERSION, "network": spec.name, "checkpoint": spec.checkpoint_sha256(),
@@ -101,13 +109,14 @@ def parse(data: dict) -> NetworkAccuracyData:
         t_s=np.asarray(samples["t_s"], float), drops=np.asarray(samples["drops"], float))
 
 
-def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan = ProfilePlan(),
+def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan | None = None,
                   directory: Path = PROFILE_DIR, cache_path: Path | None = DEFAULT_CACHE,
                   progress: bool = True, allow_build: bool = True) -> NetworkAccuracyData:
     """The network's artifact, rebuilt (and written atomically) when missing or stale.
 
     With ``allow_build=False`` a missing or stale artifact raises FileNotFoundError instead.
     """
+    plan = plan or plan_for(spec)
     path = directory / f"{spec.name}.json"
     key = artifact_key(spec, noise, plan)
     if path.is_file():

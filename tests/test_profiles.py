@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hw_model.noise import NoiseConfig
-from hw_model.profiles import PROFILE_DIR, ProfilePlan, artifact_key, load_or_build
+from hw_model.profiles import PROFILE_DIR, ProfilePlan, artifact_key, load_or_build, plan_for
 from workloads.registry import NetworkSpec, zoo_names
 
 NOISE = NoiseConfig(name="lionheart")
@@ -16,10 +16,11 @@ NOISE = NoiseConfig(name="lionheart")
 @pytest.mark.parametrize("name", zoo_names())
 def test_committed_artifact_is_current(name):
     """Each zoo network's artifact matches its checkpoint, the device config and the plan."""
-    data = load_or_build(NetworkSpec.zoo(name), NOISE, allow_build=False)
+    spec = NetworkSpec.zoo(name)
+    data = load_or_build(spec, NOISE, allow_build=False)
     profile = data.profile
     assert profile.drops.shape[1] == len(profile.t_grid)
-    assert np.isfinite(data.drops).all() and len(data.drops) == ProfilePlan().samples
+    assert np.isfinite(data.drops).all() and len(data.drops) == plan_for(spec).samples
 
 
 def test_stale_artifact_is_not_used(tmp_path):
@@ -37,3 +38,10 @@ def test_stale_artifact_is_not_used(tmp_path):
 def test_key_survives_a_json_round_trip():
     key = artifact_key(NetworkSpec.zoo("mlp"), NOISE, ProfilePlan())
     assert json.loads(json.dumps(key)) == key
+
+
+def test_a_network_can_declare_its_own_plan():
+    spec = NetworkSpec.from_config({"name": "x", "model": {"_target_": "workloads.zoo.mlp"}, "checkpoint": "x.pt",
+                                    "profile": {"samples": 40, "seeds": [3, 4]}})
+    assert plan_for(spec) == ProfilePlan(samples=40, seeds=(3, 4))
+    assert plan_for(NetworkSpec.zoo("lenet5")) == ProfilePlan()

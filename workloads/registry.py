@@ -34,6 +34,7 @@ class NetworkSpec:
     model: dict[str, Any]
     checkpoint: str
     dataset: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)  # accuracy-artifact plan overrides (hw_model.profiles)
 
     @classmethod
     def from_config(cls, config: Any) -> "NetworkSpec":
@@ -50,7 +51,8 @@ class NetworkSpec:
             raise NetworkError(f"network {config['name']!r}: model needs a _target_ import path "
                                "such as workloads.zoo.resnet20 or mypackage.models.MyNet")
         return cls(name=str(config["name"]), model=dict(config["model"]),
-                   checkpoint=str(config["checkpoint"]), dataset=dict(config.get("dataset") or {}))
+                   checkpoint=str(config["checkpoint"]), dataset=dict(config.get("dataset") or {}),
+                   profile=dict(config.get("profile") or {}))
 
     @classmethod
     def zoo(cls, name: str) -> "NetworkSpec":
