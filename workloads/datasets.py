@@ -82,7 +82,7 @@ def load_dataset(name: str, root: str | Path | None = None, validation_size: int
         train_x, train_y = _read_idx_pair(base, "train", name)
         test_x, test_y = _read_idx_pair(base, "t10k", name)
     elif name == "digits":
-        train_x, train_y, test_x, test_y = _digits(seed)
+        train_x, train_y, test_x, test_y = _digits()
     elif name == "cifar10":
         if root is None:
             raise DatasetError(f"cifar10 needs a root folder: {_HOW_TO_GET['cifar10']}")
@@ -154,7 +154,7 @@ def _read_idx_pair(base: Path, prefix: str, dataset: str) -> tuple[np.ndarray, n
 
 # --- scikit-learn digits ------------------------------------------------------------------
 
-def _digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
 
     bunch = load_digits()
@@ -164,7 +164,6 @@ def _digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     order = np.random.default_rng(12345).permutation(len(labels))
     test_count = len(labels) // 5
     test, train = order[:test_count], order[test_count:]
-    del seed
     return images[train], labels[train], images[test], labels[test]
 
 
