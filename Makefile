@@ -24,9 +24,11 @@ $(SYSTEM_STAMP): scripts/system-deps.sh
 	bash scripts/system-deps.sh
 	@touch $@
 
-# The main job, end to end on the embedded defaults.
+# The main job, end to end on the embedded defaults: train the default policy, then map the
+# held-out networks with it (evaluate.py picks the newest run's best model).
 run: setup
 	$(PY) train.py
+	$(PY) evaluate.py
 
 # The default suite (slow tests excluded); `make test-all` includes them.
 test: setup

@@ -111,16 +111,22 @@ class MappingMetricsCallback(BaseCallback):
 
 
 class ProgressCallback(BaseCallback):
-    """A tqdm bar over the run's timesteps."""
+    """A tqdm bar over the run's timesteps.
 
-    def __init__(self, total: int) -> None:
+    SB3 collects whole rollouts (``n_steps`` per environment), so a run ends at the first rollout
+    boundary at or past its target; the bar's total is that boundary, counted from where a resumed
+    run starts.
+    """
+
+    def __init__(self) -> None:
         super().__init__()
-        self.total = total
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, initial=min(self.num_timesteps, self.total), unit="step",
-                        desc="training", dynamic_ncols=True)
+        start, target = self.num_timesteps, self.model._total_timesteps
+        rollout = getattr(self.model, "n_steps", 1) * self.training_env.num_envs
+        total = start + -(-max(0, target - start) // rollout) * rollout
+        self.bar = tqdm(total=total, initial=start, unit="step", desc="training", dynamic_ncols=True)
 
     def _on_step(self) -> bool:
         if self.bar is not None:

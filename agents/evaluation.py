@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents import baselines as bl
 from agents.ppo import PolicyMapper
-from agents.verify import verify_and_repair
+from agents.verify import policy_search
 from envs.tasks import MappingTask, build_task, load_noise, load_system
 from hw_model.apply import check_same_network, read_mapping_file, select
 from hw_model.cache import ResultCache
@@ -47,11 +47,14 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 
 
 def latest_policy(root: Path = PROJECT_ROOT / "outputs" / "train") -> Path:
-    candidates = sorted(root.glob("*/best_model.zip")) + sorted(root.glob("*/final_model.zip"))
-    if not candidates:
+    """The newest training run's best model (its final model if it never evaluated)."""
+    runs = [d for d in root.glob("*") if (d / "best_model.zip").is_file() or (d / "final_model.zip").is_file()]
+    if not runs:
         raise EvaluationInputError(f"no trained policy under {root}; train one with `python train.py` "
                                    "or pass policy=<path to a model .zip>")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    newest = max(runs, key=lambda d: max(p.stat().st_mtime for p in d.glob("*_model.zip")))
+    best = newest / "best_model.zip"
+    return best if best.is_file() else newest / "final_model.zip"
 
 
 def network_specs(cfg: dict[str, Any]) -> list[NetworkSpec]:
@@ -129,8 +132,8 @@ class NetworkEvaluator:
 
     def policy_result(self, mapper: PolicyMapper, t_s: float, threshold: float) -> dict[str, Any]:
         start = time.perf_counter()
-        proposal = mapper.propose(self.task, t_s, threshold)
-        verified = verify_and_repair(self.task, proposal.mapping, t_s, threshold, self.verifier)
+        verified = policy_search(mapper, self.task, t_s, threshold, self.verifier,
+                                 evaluations=int(self.cfg.get("policy_evaluations", 2)))
         wall = time.perf_counter() - start
         return self.result("ppo", verified.mapping, t_s, threshold, verified.exact_evaluations,
                            verified.repaired_layers, wall)

@@ -77,7 +77,7 @@ def train(cfg: DictConfig | dict[str, Any], run_dir: str | Path) -> dict[str, An
     callbacks = [metrics_cb,
                  CheckpointCallback(max(1, settings["checkpoint_every"] // settings["n_envs"]),
                                     str(run_dir / "checkpoints"), name_prefix="ppo"),
-                 ProgressCallback(settings["total_timesteps"])]
+                 ProgressCallback()]
     interrupted = False
     started = time.time()
     try:

@@ -3,6 +3,15 @@
 ``verify_and_repair``: evaluate the mapping with the exact oracle; while its drop exceeds the
 threshold, move the analog layer with the largest sensitivity at t (profile) back to digital
 and verify again. The all-digital mapping is always feasible, so this ends.
+
+``policy_search``: how a trained policy maps a network. The policy learned from the surrogate,
+which is off by a fraction of a point where it matters most, near the threshold; so the policy
+is asked for its mapping at the threshold and at tightened and relaxed ones (``THRESHOLD_LADDER``
+times the threshold), which gives a short list of its own proposals ordered by aggressiveness.
+A binary search over that list, starting at the nominal threshold's proposal and bounded by an
+exact-evaluation budget, finds the most aggressive proposal that verifies; the fastest verified
+proposal is returned. If none verified within the budget, the least aggressive one that failed
+is repaired as above. Every exact evaluation is counted.
 """
 
 from __future__ import annotations
@@ -39,16 +48,61 @@ def exact_verifier(network: str | NetworkSpec, hw: str | dict = "alpine_like", n
     return ExactVerifier(lambda mapping, t_s: oracle.evaluate(mapping, t_s).drop)
 
 
+THRESHOLD_LADDER = (0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0)
+
+
 def verify_and_repair(task: MappingTask, mapping: np.ndarray, t_s: float, threshold: float,
-                      verifier: ExactVerifier) -> Verified:
+                      verifier: ExactVerifier, drop: float | None = None) -> Verified:
+    """``drop``: the mapping's verified drop when the caller already has it (not re-evaluated)."""
     start = verifier.evaluations
     mapping = np.asarray(mapping, bool).copy()
     sensitivity = task.profile.at(t_s)
     repaired = 0
-    drop = verifier(mapping, t_s)
+    drop = verifier(mapping, t_s) if drop is None else drop
     while drop > threshold and mapping.any():
         analog = np.flatnonzero(mapping)
         mapping[analog[np.argmax(sensitivity[analog])]] = False
         repaired += 1
         drop = verifier(mapping, t_s)
     return Verified(mapping, float(drop), repaired, verifier.evaluations - start)
+
+
+def policy_search(mapper, task: MappingTask, t_s: float, threshold: float, verifier: ExactVerifier,
+                  evaluations: int = 2, ladder: tuple[float, ...] = THRESHOLD_LADDER) -> Verified:
+    """The policy's verified mapping (see the module docstring); ``evaluations`` >= 1 bounds the
+    search (a repair, when needed, adds its own evaluations)."""
+    if evaluations < 1:
+        raise ValueError(f"policy search needs at least 1 exact evaluation, got {evaluations}")
+    if 1.0 not in ladder:
+        raise ValueError(f"the threshold ladder must contain 1.0 (the nominal threshold), got {ladder}")
+    start = verifier.evaluations
+    proposals: list[np.ndarray] = []
+    nominal = 0
+    for factor in sorted(ladder):
+        mapping = np.asarray(mapper.propose(task, t_s, threshold * factor).mapping, bool)
+        if factor == 1.0:
+            nominal = next((k for k, m in enumerate(proposals) if np.array_equal(m, mapping)), len(proposals))
+        if mapping.any() and not any(np.array_equal(m, mapping) for m in proposals):
+            proposals.append(mapping)
+    if not proposals:  # the policy keeps everything digital at every threshold
+        return Verified(np.zeros(len(task.cost.tiles), bool), 0.0, 0, 0)
+    nominal = min(nominal, len(proposals) - 1)
+    feasible_below, infeasible_above = -1, len(proposals)  # indices known (or assumed) feasible / not
+    drops: dict[int, float] = {}
+    probe = nominal
+    while len(drops) < evaluations:
+        drops[probe] = verifier(proposals[probe], t_s)
+        if drops[probe] <= threshold:
+            feasible_below = probe
+        else:
+            infeasible_above = probe
+        if infeasible_above - feasible_below <= 1:
+            break
+        probe = (feasible_below + infeasible_above) // 2
+    feasible = [k for k, d in drops.items() if d <= threshold and task.cost.evaluate(proposals[k]).feasible]
+    if feasible:
+        best = max(feasible, key=lambda k: (task.cost.evaluate(proposals[k]).speedup, -drops[k]))
+        return Verified(proposals[best], drops[best], 0, verifier.evaluations - start)
+    failed = min(drops)
+    repaired = verify_and_repair(task, proposals[failed], t_s, threshold, verifier, drop=drops[failed])
+    return Verified(repaired.mapping, repaired.drop, repaired.repaired_layers, verifier.evaluations - start)

@@ -1,6 +1,6 @@
 """Reference (aihwkit tiles) against fast path: time per evaluation and accuracy agreement.
 
-    python -m bench.bench_oracle [--networks lenet5 resnet8] [--mappings 30] [--images 1000] [--seeds 2]
+    python -m bench.bench_oracle [--networks lenet5 resnet8] [--mappings 30] [--images 1000] [--seeds 2] [--fresh]
 
 For each network, ``--mappings`` random mappings (each analog-capable layer analog with
 probability 1/2) at t = 1 hour, 1 day and 1 year are evaluated by both paths on the same
@@ -10,12 +10,14 @@ deterministic per seed); programming is timed separately, once per (layer, seed,
 forward paths are then timed with the states in place (the steady state of a search). Reported:
 mean and max |accuracy difference| (target mean <= 0.3 points), time per evaluation of each
 path (target >= 10x), the ratio including programming ("cold", programming charged to both),
-and the cost of a cache hit. JSON in bench/results/oracle.json.
+and the cost of a cache hit. JSON in bench/results/oracle.json, written after each network;
+a later run for other networks with the same protocol adds to it (``--fresh`` starts over).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.common import write_result
+from bench.common import RESULTS_DIR, write_result
 from hw_model.cache import ResultCache
 from hw_model.noise import NoiseConfig
 from hw_model.oracle import AccuracyOracle
@@ -53,7 +55,8 @@ def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int,
     cold_fast_s = []
     for label, t_s in TIMES.items():
         mappings = random_mappings(capable, mappings_per_t, rng)
-        for mapping in tqdm(mappings, desc=f"{name} @ {label}", leave=False):
+        bar = tqdm(mappings, desc=f"{name} @ {label}", leave=False)
+        for mapping in bar:
             analog = [int(i) for i in np.flatnonzero(mapping)]
             start = time.perf_counter()
             for seed in seeds:  # program + drift each layer once per path; later evaluations reuse them
@@ -77,6 +80,8 @@ def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int,
                          "reference_s": reference_s, "fast_s": fast_s, "programming_s": programming_s,
                          "reference_programming_s": reference_programming_s,
                          "fast_cold_s": programming_s + fast_s})
+            bar.set_postfix(mean_abs_diff=f"{np.mean([abs(r['reference'] - r['fast']) for r in rows]):.3f}",
+                            ratio=f"{sum(r['reference_s'] for r in rows) / sum(r['fast_s'] for r in rows):.1f}x")
     diffs = np.array([abs(r["reference"] - r["fast"]) for r in rows])
     per_t = {label: float(np.mean([abs(r["reference"] - r["fast"]) for r in rows if r["t"] == label]))
              for label in TIMES}
@@ -114,25 +119,51 @@ def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--networks", nargs="+", default=["lenet5", "resnet8"])
-    parser.add_argument("--mappings", type=int, default=30, help="random mappings per drift time")
-    parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--seeds", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    results = [bench_network(n, args.mappings, args.images, tuple(range(args.seeds))) for n in args.networks]
+def summarise(results: list[dict]) -> dict:
     all_diffs = [abs(r["reference"] - r["fast"]) for result in results for r in result["rows"]]
     summary = {
         "mean_abs_diff_points": float(np.mean(all_diffs)), "target_diff_points": TARGET_DIFF,
         "diff_target_met": float(np.mean(all_diffs)) <= TARGET_DIFF,
         "speedup_warm": float(np.mean([r["speedup_warm"] for r in results])),
         "speedup_cold": float(np.mean([r["speedup_cold"] for r in results])),
-        "target_speedup": TARGET_RATIO,
+        "target_speedup": TARGET_RATIO, "networks": [r["network"] for r in results],
     }
     summary["speedup_target_met"] = summary["speedup_warm"] >= TARGET_RATIO
-    path = write_result("oracle", {"summary": summary, "networks": results})
+    return summary
+
+
+def merged(previous_path: Path, fresh: list[dict]) -> list[dict]:
+    """Earlier results for other networks measured with the same protocol, then the fresh ones:
+    each network is written as soon as it is done, and a later run adds to them."""
+    if not previous_path.is_file():
+        return fresh
+    try:
+        previous = json.loads(previous_path.read_text())["networks"]
+    except (ValueError, KeyError):
+        return fresh
+    protocol = {(r["images"], tuple(r["seeds"]), r["evaluations"]) for r in fresh}
+    names = {r["network"] for r in fresh}
+    kept = [r for r in previous if r["network"] not in names
+            and (r["images"], tuple(r["seeds"]), r["evaluations"]) in protocol]
+    return kept + fresh
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--networks", nargs="+", default=["lenet5", "resnet8"])
+    parser.add_argument("--mappings", type=int, default=30, help="random mappings per drift time")
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget earlier results in bench/results/oracle.json instead of adding to them")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    fresh: list[dict] = []
+    for name in args.networks:
+        fresh.append(bench_network(name, args.mappings, args.images, tuple(range(args.seeds))))
+        results = fresh if args.fresh else merged(RESULTS_DIR / "oracle.json", fresh)
+        path = write_result("oracle", {"summary": summarise(results), "networks": results})
+    summary = summarise(results)
     print(f"{'network':10s} {'evals':>5s} {'mean|diff|':>10s} {'max|diff|':>9s} {'ref s':>7s} {'fast s':>7s} "
           f"{'cold s':>7s} {'warm x':>7s} {'cold x':>7s} {'hit ms':>7s}")
     for r in results:

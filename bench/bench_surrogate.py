@@ -8,6 +8,13 @@ Each model is fitted on the first two thirds of the samples and scored on the la
 absolute error (target
 <= 0.5 points), Spearman rank correlation, and agreement of the feasibility decision
 (drop <= threshold) at thresholds 1, 2 and 5 points (target >= 95%). JSON in bench/results/.
+
+The exact labels are themselves measurements with K programming seeds, the same seeds the
+exact verification uses (a layer programmed with seed k has the same device state in every
+mapping), so a surrogate is judged against exactly what verification will measure. How far such
+a K-seed measurement is from the mean over many programmed chips is a different question, and
+is reported beside it where the artifact recorded per-seed accuracies (K >= 2): the standard
+error SE of each label and the expected |K-seed label - population mean| = sqrt(2/pi) SE.
 """
 
 from __future__ import annotations
@@ -35,6 +42,15 @@ def score(predicted: np.ndarray, exact: np.ndarray) -> dict:
             "near_threshold_share": {str(t): float(np.mean(np.abs(exact - t) < 0.25)) for t in THRESHOLDS}}
 
 
+def label_noise(per_seed: np.ndarray | None) -> dict | None:
+    """How far K-seed labels are from the mean over programmed chips (module docstring)."""
+    if per_seed is None or per_seed.shape[1] < 2:
+        return None
+    se = per_seed.std(axis=1, ddof=1) / np.sqrt(per_seed.shape[1])
+    return {"seeds": int(per_seed.shape[1]), "mean_se": float(se.mean()),
+            "expected_abs_error_vs_population": float(np.sqrt(2 / np.pi) * se.mean())}
+
+
 def main() -> int:
     noise = NoiseConfig(name="lionheart")
     results, missing = {}, []
@@ -55,7 +71,8 @@ def main() -> int:
                                 "predict_us_per_mapping": 1e6 * (time.perf_counter() - start) / len(predicted)}
         results[name] = {"baseline": data.baseline, "train_samples": train_count,
                          "test_samples": len(data.drops) - train_count, "exact_drop_mean": float(data.drops[test].mean()),
-                         "exact_drop_max": float(data.drops[test].max()), "models": per_model}
+                         "exact_drop_max": float(data.drops[test].max()), "models": per_model,
+                         "label_noise": label_noise(None if data.per_seed is None else data.per_seed[test])}
     best = {name: min(r["models"], key=lambda m: r["models"][m]["mae"]) for name, r in results.items()}
     summary = {}
     for model in MODELS:
@@ -74,6 +91,10 @@ def main() -> int:
             print(f"{name:12s} {model:9s} {s['mae']:6.3f} {s['spearman']:6.3f} "
                   + " ".join(f"{s['agreement'][str(t)]:8.2f}" for t in THRESHOLDS)
                   + ("   <- best" if best[name] == model else ""))
+        if r["label_noise"]:
+            n = r["label_noise"]
+            print(f"{name:12s} labels: {n['seeds']}-seed exact drops are {n['expected_abs_error_vs_population']:.2f} "
+                  "points from the mean over programmed chips (expected |error|)")
     for model, s in summary.items():
         print(f"{model:9s}: worst MAE {s['worst_mae']:.3f} (target <= {TARGET_MAE}: "
               f"{'met' if s['mae_target_met'] else 'NOT met'}), worst agreement {s['worst_agreement']:.2f} "

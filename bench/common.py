@@ -12,7 +12,7 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> dict[str, Any]:
+def this_machine() -> dict[str, Any]:
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
@@ -20,11 +20,12 @@ def machine() -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
+def write_result(name: str, payload: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
+    """``machine``: the facts of the machine that measured (default: this one, now)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2) + "\n")
+    tmp.write_text(json.dumps({"benchmark": name, "machine": machine or this_machine(), **payload}, indent=2) + "\n")
     tmp.replace(path)
     return path
 

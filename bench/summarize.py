@@ -1,13 +1,19 @@
-"""Markdown summary of the benchmark results in bench/results/ (for the README).
+"""Markdown summaries of the benchmark results in bench/results/ (for the README).
 
-    python -m bench.summarize
+    python -m bench.summarize             # one row per benchmark, against its target
+    python -m bench.summarize --compare   # the mapping comparison, one row per network
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections import defaultdict
+
+import numpy as np
 
 from bench.common import RESULTS_DIR
+from envs.reward import RewardWeights, potential
 
 
 def load(name: str) -> dict | None:
@@ -15,7 +21,54 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def main() -> int:
+METHODS = ("ppo", "lionheart_greedy", "knapsack", "optimum", "random", "all_analog")
+
+
+def compare_table(compare: dict) -> str:
+    """Per network: mean verified speedup of each method over the 6 (t, threshold) points, the
+    best verified-feasible speedup any method found, how often PPO is at least greedy in speedup
+    and in the environment's objective (ln speedup + 0.5 ln energy gain), and exact evaluations
+    per mapping."""
+    points = defaultdict(lambda: defaultdict(dict))
+    for r in compare["rows"]:
+        points[r["network"]][(r["t"], r["threshold"])][r["method"]] = r
+    lines = ["| network | PPO | LionHeart greedy | knapsack | optimum | random | all-analog | best known | "
+             "PPO >= greedy: speedup / objective | PPO / best (min) | PPO feasible | exact evals PPO / greedy | map time s PPO / greedy |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for network, by_point in points.items():
+        first = next(iter(by_point.values()))
+        cells = []
+        for method in METHODS:
+            rows = [p[method] for p in by_point.values() if method in p]
+            if not rows:
+                cells.append("-")
+                continue
+            infeasible = sum(not r["feasible"] for r in rows)
+            cells.append(f"{np.mean([r['speedup'] for r in rows]):.2f}x" + (f" ({infeasible} X)" if infeasible else ""))
+        best = [max(r["speedup"] for r in p.values() if r["feasible"]) for p in by_point.values()]
+        ppo = [p["ppo"] for p in by_point.values()]
+        greedy = [p["lionheart_greedy"] for p in by_point.values()]
+        at_least = sum(a["speedup"] >= g["speedup"] - 1e-9 for a, g in zip(ppo, greedy))
+        score = lambda r: potential(r["speedup"], r["energy_gain"], RewardWeights())  # noqa: E731
+        at_least_objective = sum(score(a) >= score(g) - 1e-9 for a, g in zip(ppo, greedy))
+        ratio = [a["speedup"] / b for a, b in zip(ppo, best)]
+        label = f"`{network}`" + ("" if first["ppo"]["training"] else " (held out)")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean(best):.2f}x | {at_least}/{len(ppo)} / {at_least_objective}/{len(ppo)} | "
+                     f"{np.mean(ratio):.3f} ({min(ratio):.3f}) | {sum(a['feasible'] for a in ppo)}/{len(ppo)} | "
+                     f"{np.mean([a['exact_evaluations'] for a in ppo]):.1f} / "
+                     f"{np.mean([g['exact_evaluations'] for g in greedy]):.1f} | "
+                     f"{np.mean([a['wall_s'] for a in ppo]):.1f} / {np.mean([g['wall_s'] for g in greedy]):.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--compare", action="store_true", help="the per-network mapping comparison table")
+    args = parser.parse_args(argv)
+    if args.compare:
+        compare = load("compare")
+        print(compare_table(compare) if compare else "(run `python -m bench.bench_compare --policy ...` first)")
+        return 0
     lines = ["| benchmark | measured | target |", "| --- | --- | --- |"]
     cost = load("cost")
     if cost:
@@ -37,6 +90,18 @@ def main() -> int:
             lines.append(f"| surrogate `{model}` (`bench.bench_surrogate`), {len(surrogate['networks'])} networks | "
                          f"mean MAE {s['mean_mae']:.3f}, worst {s['worst_mae']:.3f} points; worst feasibility "
                          f"agreement {100 * s['worst_agreement']:.0f}% | MAE <= 0.5, agreement >= 95% |")
+    compare = load("compare")
+    if compare:
+        for group, c in compare["summary"].items():
+            evals = c["exact_evaluations_mean"]
+            lines.append(f"| mapping comparison, {group.replace('_', '-')} networks (`bench.bench_compare`), "
+                         f"{c['points']} (network, t, threshold) points | PPO verified feasible "
+                         f"{100 * c['ppo_feasible_rate']:.0f}%; PPO/greedy speedup mean {c['ppo_over_greedy_mean']:.3f}, "
+                         f"min {c['ppo_over_greedy_min']:.3f} (>= greedy on {100 * c['ppo_at_least_greedy_rate']:.0f}%); "
+                         f"PPO/best-known mean {c['ppo_over_best_mean']:.3f}, min {c['ppo_over_best_min']:.3f}; exact "
+                         f"evaluations per mapping PPO {evals['ppo']:.1f}, greedy {evals['lionheart_greedy']:.1f} | "
+                         f"PPO >= greedy everywhere, >= {0.97 if group == 'training' else 0.95} of best, 100% feasible, "
+                         f"<= 1/5 of greedy's evaluations |")
     env = load("env")
     if env:
         lines.append(f"| environment, {env['network']} (`bench.bench_env`) | {env['steps_per_s']['plain']:,} steps/s "

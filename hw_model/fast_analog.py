@@ -63,21 +63,23 @@ class FastAnalogLayer(nn.Module):
             normalised = torch.cat([t[4] for t in sorted(self.tiles, key=lambda t: t[2])], dim=0)
             self.conv_weight = normalised.reshape(state.out_features, self.in_channels, *self.kernel_size)
 
-    def _reduction(self, normalised: torch.Tensor) -> float:
-        """aihwkit's bound-management factor for a batch of noise-free normalised outputs."""
-        peak = float(normalised.abs().max()) if normalised.numel() else 0.0
+    def _reduction(self, z: torch.Tensor, nm: torch.Tensor) -> float:
+        """aihwkit's bound-management factor for a batch of noise-free outputs ``z`` (|z| / nm is
+        the normalised output)."""
+        peak = float(z.abs().div_(nm).max()) if z.numel() else 0.0
         if peak <= self.out_bound:
             return 1.0
         return min(MAX_REDUCTION, 2.0 ** math.ceil(math.log2(peak / self.out_bound)))
 
     def _noisy(self, z: torch.Tensor, nm: torch.Tensor, tile: tuple, out_dim: int) -> torch.Tensor:
-        """Scaled tile output with its I/O noise; ``z`` in normalised units, outputs along out_dim."""
+        """Scaled tile output with its I/O noise; ``z`` in normalised units (overwritten),
+        outputs along out_dim."""
         _, _, out_start, out_stop, _, scale, noise_std = tile
         shape = [1] * z.dim()
         shape[out_dim] = -1
-        reduction = self._reduction(z / nm)
-        noise = torch.randn(z.shape, generator=self.generator) * (nm * reduction) * noise_std.view(shape)
-        return z * scale.view(shape) + noise
+        reduction = self._reduction(z, nm)
+        noise = torch.randn(z.shape, generator=self.generator).mul_(nm * reduction).mul_(noise_std.view(shape))
+        return z.mul_(scale.view(shape)).add_(noise)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_conv and len(self.row_blocks) == 1:
@@ -97,6 +99,9 @@ class FastAnalogLayer(nn.Module):
         nm = F.max_pool2d(x.abs().amax(dim=1, keepdim=True), self.kernel_size, self.stride, self.padding,
                           self.dilation)
         nm = torch.where(nm > 0, nm, torch.ones_like(nm))
+        if len(self.tiles) == 1:
+            out = self._noisy(z, nm, self.tiles[0], out_dim=1)
+            return out if self.bias is None else out.add_(self.bias.view(1, -1, 1, 1))
         out = torch.empty_like(z)
         for tile in self.tiles:
             out_start, out_stop = tile[2], tile[3]

@@ -64,6 +64,7 @@ class NetworkAccuracyData:
     mappings: np.ndarray  # (S, L) bool
     t_s: np.ndarray  # (S,)
     drops: np.ndarray  # (S,)
+    per_seed: np.ndarray | None = None  # (S, K) accuracies per programming seed, when recorded
 
     def surrogate(self, model: str = "linear", train: slice = slice(None)) -> DropSurrogate:
         return DropSurrogate(self.profile, model).fit(self.mappings[train], self.t_s[train], self.drops[train])
@@ -89,15 +90,17 @@ def build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan, cache: Resul
     bar = tqdm(total=int(capable.sum()) * len(T_GRID_S) + plan.samples, desc=f"profile {spec.name}",
                disable=not progress, unit="eval")
     drops = oracle.sensitivity_profile(T_GRID_S, progress=lambda: bar.update(1))
-    sample_drops = []
+    sample_drops, per_seed = [], []
     for mapping, t in zip(mappings, t_s):
-        sample_drops.append(oracle.evaluate(mapping, float(t)).drop)
+        result = oracle.evaluate(mapping, float(t))
+        sample_drops.append(result.drop)
+        per_seed.append(list(result.per_seed))
         bar.update(1)
     bar.close()
     profile = SensitivityProfile(T_GRID_S, drops, np.array([layer.macs for layer in oracle.table.layers], float))
     return {"key": artifact_key(spec, noise, plan), "baseline": oracle.baseline(), "profile": profile.to_dict(),
             "samples": {"mappings": ["".join("1" if a else "0" for a in m) for m in mappings],
-                        "t_s": t_s.tolist(), "drops": sample_drops},
+                        "t_s": t_s.tolist(), "drops": sample_drops, "per_seed": per_seed},
             "seconds": round(time.time() - started, 1)}
 
 
@@ -106,7 +109,8 @@ def parse(data: dict) -> NetworkAccuracyData:
     return NetworkAccuracyData(
         profile=SensitivityProfile.from_dict(data["profile"]), baseline=float(data["baseline"]),
         mappings=np.array([[c == "1" for c in m] for m in samples["mappings"]], dtype=bool),
-        t_s=np.asarray(samples["t_s"], float), drops=np.asarray(samples["drops"], float))
+        t_s=np.asarray(samples["t_s"], float), drops=np.asarray(samples["drops"], float),
+        per_seed=np.asarray(samples["per_seed"], float) if "per_seed" in samples else None)
 
 
 def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan | None = None,

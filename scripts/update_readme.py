@@ -17,6 +17,7 @@ TABLES = {
     "zoo": [sys.executable, "-m", "workloads.train_zoo", "--table"],
     "cost": [sys.executable, "-m", "hw_model.summary"],
     "bench": [sys.executable, "-m", "bench.summarize"],
+    "compare": [sys.executable, "-m", "bench.summarize", "--compare"],
 }
 
 

@@ -76,3 +76,51 @@ def test_trivial_baselines(task, proposals):
     assert not proposals["all_digital"].mapping.any()
     assert proposals["all_analog"].mapping.sum() == int(task.cost.analog_capable.sum())  # 6 tiles fit in 32
     assert task.drop(proposals["random"].mapping, T_S) <= THRESHOLD
+
+
+class KnapsackProposer:
+    """Proposes like a policy would: the knapsack's mapping for the threshold it is given."""
+
+    name = "knapsack_proposer"
+
+    def __init__(self):
+        self.knapsack = SensitivityKnapsack()
+
+    def propose(self, task, t_s, threshold):
+        return self.knapsack.propose(task, t_s, threshold)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.6, 2.0])
+@pytest.mark.parametrize("budget", [1, 2, 3])
+def test_policy_search_is_verified_within_budget_and_never_worse_than_its_nominal_proposal(
+        task, verify, threshold, budget):
+    from agents.verify import policy_search
+
+    verifier = ExactVerifier(verify)
+    result = policy_search(KnapsackProposer(), task, T_S, threshold, verifier, evaluations=budget)
+    assert verifier.evaluations == result.exact_evaluations
+    assert result.drop == pytest.approx(verify(result.mapping, T_S)) if result.mapping.any() else result.drop == 0
+    assert result.drop <= threshold and fits(task, result.mapping)
+    if result.repaired_layers == 0:  # no repair: the search stayed within its budget
+        assert result.exact_evaluations <= budget
+    nominal = KnapsackProposer().propose(task, T_S, threshold).mapping
+    if nominal.any() and verify(nominal, T_S) <= threshold:  # a feasible nominal proposal is a floor
+        assert task.cost.evaluate(result.mapping).speedup >= task.cost.evaluate(nominal).speedup - 1e-12
+
+
+def test_policy_search_repairs_when_no_proposal_verifies(task, verify):
+    from agents.verify import policy_search
+
+    class Reckless:  # always everything analog that fits
+        name = "reckless"
+
+        def propose(self, task, t_s, threshold):
+            return AllAnalog().propose(task, t_s, threshold)
+
+    tight = 0.5 * verify(AllAnalog().propose(task, T_S, 1.0).mapping, T_S)
+    verifier = ExactVerifier(verify)
+    result = policy_search(Reckless(), task, T_S, tight, verifier, evaluations=2)
+    assert result.repaired_layers >= 1 and result.drop <= tight
+    assert result.exact_evaluations == verifier.evaluations == 1 + result.repaired_layers
+    with pytest.raises(ValueError, match="at least 1"):
+        policy_search(Reckless(), task, T_S, tight, verifier, evaluations=0)

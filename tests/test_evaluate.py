@@ -96,3 +96,21 @@ def test_corrupt_checkpoint_and_foreign_mapping_file(tmp_path, evaluated):
     done = run_evaluate(tmp_path / "b", f"mapping_file={out / 'lenet5.json'}", "networks=[mlp]")
     assert done.returncode == 2 and "is for network 'lenet5'" in done.stderr
     assert not [p for pattern in OUTPUTS for p in (tmp_path / "b").glob(pattern)]
+
+
+def test_latest_policy_is_the_newest_runs_best_model(tmp_path):
+    import os
+
+    from agents.evaluation import EvaluationInputError, latest_policy
+
+    with pytest.raises(EvaluationInputError, match="python train.py"):
+        latest_policy(tmp_path)
+    old, new = tmp_path / "2026-01-01_00-00-00", tmp_path / "2026-01-02_00-00-00"
+    for run, stamp in ((old, 1000), (new, 2000)):
+        run.mkdir()
+        for name, offset in (("best_model.zip", 0), ("final_model.zip", 10)):  # final is written last
+            (run / name).write_bytes(b"zip")
+            os.utime(run / name, (stamp + offset, stamp + offset))
+    assert latest_policy(tmp_path) == new / "best_model.zip"
+    (new / "best_model.zip").unlink()
+    assert latest_policy(tmp_path) == new / "final_model.zip"

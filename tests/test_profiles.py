@@ -21,6 +21,9 @@ def test_committed_artifact_is_current(name):
     profile = data.profile
     assert profile.drops.shape[1] == len(profile.t_grid)
     assert np.isfinite(data.drops).all() and len(data.drops) == plan_for(spec).samples
+    # per-seed accuracies are recorded and agree with the stored drops (drop = baseline - mean)
+    assert data.per_seed.shape == (len(data.drops), len(plan_for(spec).seeds))
+    np.testing.assert_allclose(data.baseline - data.per_seed.mean(axis=1), data.drops, atol=1e-9)
 
 
 def test_stale_artifact_is_not_used(tmp_path):

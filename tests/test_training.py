@@ -23,7 +23,8 @@ def compose_train(*overrides):
         return compose(config_name="train", overrides=list(overrides))
 
 
-@pytest.mark.parametrize("overrides", [[], ["hw=hermes_like"], ["experiment=smoke"], ["env.shaping=true"]])
+@pytest.mark.parametrize("overrides", [[], ["hw=hermes_like"], ["experiment=smoke"], ["experiment=latency"],
+                                       ["env.shaping=true"]])
 def test_config_groups_compose_and_instantiate(overrides):
     cfg = OmegaConf.to_container(compose_train(*overrides), resolve=True)
     system = System.from_dict(cfg["hw"])
