@@ -1,10 +1,12 @@
 """Reference (aihwkit tiles) against fast path: time per evaluation and accuracy agreement.
 
-    python -m bench.bench_oracle [--networks lenet5 resnet8] [--mappings 30] [--images 1000] [--seeds 2] [--fresh]
+    python -m bench.bench_oracle [--networks lenet5 resnet8] [--mappings 30] [--images 1000] [--seeds 2]
+                                 [--analog-share 0.5] [--name oracle] [--fresh]
 
 For each network, ``--mappings`` random mappings (each analog-capable layer analog with
-probability 1/2) at t = 1 hour, 1 day and 1 year are evaluated by both paths on the same
-validation images and programming seeds, interleaved so machine load hits both alike.
+probability ``--analog-share``, 1/2 by default) at t = 1 hour, 1 day and 1 year are evaluated
+by both paths on the same validation images and programming seeds, interleaved so machine load
+hits both alike.
 Both paths use identical programmed, drifted device states (programming and drift are
 deterministic per seed); programming is timed separately, once per (layer, seed, t), and both
 forward paths are then timed with the states in place (the steady state of a search). Reported:
@@ -12,6 +14,9 @@ mean and max |accuracy difference| (target mean <= 0.3 points), time per evaluat
 path (target >= 10x), the ratio including programming ("cold", programming charged to both),
 and the cost of a cache hit. JSON in bench/results/oracle.json, written after each network;
 a later run for other networks with the same protocol adds to it (``--fresh`` starts over).
+
+Layers a mapping keeps digital cost the same in both paths, so the ratio grows with the analog
+share; ``--analog-share 1 --mappings 2 --name oracle_all_analog`` measures its upper end.
 """
 
 from __future__ import annotations
@@ -37,16 +42,18 @@ TIMES = {"1 hour": 3600.0, "1 day": 86_400.0, "1 year": 365 * 86_400.0}
 TARGET_RATIO, TARGET_DIFF = 10.0, 0.3
 
 
-def random_mappings(capable: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+def random_mappings(capable: np.ndarray, count: int, rng: np.random.Generator,
+                    share: float = 0.5) -> list[np.ndarray]:
     mappings = []
     while len(mappings) < count:
-        mapping = (rng.random(len(capable)) < 0.5) & capable
+        mapping = (rng.random(len(capable)) < share) & capable
         if mapping.any():
             mappings.append(mapping)
     return mappings
 
 
-def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int, ...]) -> dict:
+def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int, ...],
+                  share: float = 0.5) -> dict:
     noise = NoiseConfig(name="lionheart")
     oracle = AccuracyOracle(NetworkSpec.zoo(name), noise, images=images, seeds=seeds)
     capable = np.array([layer.analog_capable for layer in oracle.table.layers])
@@ -54,7 +61,7 @@ def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int,
     rows = []
     cold_fast_s = []
     for label, t_s in TIMES.items():
-        mappings = random_mappings(capable, mappings_per_t, rng)
+        mappings = random_mappings(capable, mappings_per_t, rng, share)
         bar = tqdm(mappings, desc=f"{name} @ {label}", leave=False)
         for mapping in bar:
             analog = [int(i) for i in np.flatnonzero(mapping)]
@@ -104,7 +111,7 @@ def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int,
         hit_s = (time.perf_counter() - start) / len(probe)
         assert reader.cache.hits >= len(probe)
     return {
-        "network": name, "layers": len(capable), "images": images, "seeds": list(seeds),
+        "network": name, "layers": len(capable), "images": images, "seeds": list(seeds), "analog_share": share,
         "baseline": oracle.baseline(), "evaluations": len(rows),
         "mean_abs_diff_points": float(diffs.mean()), "max_abs_diff_points": float(diffs.max()),
         "mean_abs_diff_by_t": per_t,
@@ -141,10 +148,12 @@ def merged(previous_path: Path, fresh: list[dict]) -> list[dict]:
         previous = json.loads(previous_path.read_text())["networks"]
     except (ValueError, KeyError):
         return fresh
-    protocol = {(r["images"], tuple(r["seeds"]), r["evaluations"]) for r in fresh}
+    def protocol(r: dict) -> tuple:
+        return r["images"], tuple(r["seeds"]), r["evaluations"], r.get("analog_share", 0.5)
+
+    protocols = {protocol(r) for r in fresh}
     names = {r["network"] for r in fresh}
-    kept = [r for r in previous if r["network"] not in names
-            and (r["images"], tuple(r["seeds"]), r["evaluations"]) in protocol]
+    kept = [r for r in previous if r["network"] not in names and protocol(r) in protocols]
     return kept + fresh
 
 
@@ -154,15 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mappings", type=int, default=30, help="random mappings per drift time")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--analog-share", type=float, default=0.5,
+                        help="probability that a capable layer is analog in a random mapping (1 = all analog)")
+    parser.add_argument("--name", default="oracle", help="result name: bench/results/<name>.json")
     parser.add_argument("--fresh", action="store_true",
                         help="forget earlier results in bench/results/oracle.json instead of adding to them")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     fresh: list[dict] = []
     for name in args.networks:
-        fresh.append(bench_network(name, args.mappings, args.images, tuple(range(args.seeds))))
-        results = fresh if args.fresh else merged(RESULTS_DIR / "oracle.json", fresh)
-        path = write_result("oracle", {"summary": summarise(results), "networks": results})
+        fresh.append(bench_network(name, args.mappings, args.images, tuple(range(args.seeds)), args.analog_share))
+        results = fresh if args.fresh else merged(RESULTS_DIR / f"{args.name}.json", fresh)
+        path = write_result(args.name, {"summary": summarise(results), "networks": results})
     summary = summarise(results)
     print(f"{'network':10s} {'evals':>5s} {'mean|diff|':>10s} {'max|diff|':>9s} {'ref s':>7s} {'fast s':>7s} "
           f"{'cold s':>7s} {'warm x':>7s} {'cold x':>7s} {'hit ms':>7s}")

@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
                      f"difference {s['mean_abs_diff_points']:.3f} points; {s['speedup_warm']:.1f}x faster with device "
                      f"states programmed ({s['speedup_cold']:.1f}x including programming); per network (diff / speed-up): "
                      f"{nets}; cache hit {1e3 * oracle['networks'][0]['cache_hit_s']:.2f} ms | <= 0.3 points, >= 10x |")
+    upper = load("oracle_all_analog")
+    if upper:
+        s = upper["summary"]
+        nets = ", ".join(f"{n['network']} {n['mean_abs_diff_points']:.2f} / {n['speedup_warm']:.1f}x"
+                         for n in upper["networks"])
+        lines.append(f"| oracle fast vs reference, all layers analog (`bench.bench_oracle --analog-share 1`), "
+                     f"{sum(n['evaluations'] for n in upper['networks'])} paired evaluations | mean abs accuracy "
+                     f"difference {s['mean_abs_diff_points']:.3f} points; {s['speedup_warm']:.1f}x faster; per network "
+                     f"(diff / speed-up): {nets} | (the upper end of the ratio; layers left digital cost both paths "
+                     "the same) |")
     surrogate = load("surrogate")
     if surrogate:
         for model, s in surrogate["summary"].items():

@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from agents.evaluation import SCHEMA_PATH, evaluate
 from agents.training import train
@@ -114,3 +115,26 @@ def test_latest_policy_is_the_newest_runs_best_model(tmp_path):
     assert latest_policy(tmp_path) == new / "best_model.zip"
     (new / "best_model.zip").unlink()
     assert latest_policy(tmp_path) == new / "final_model.zip"
+
+
+def test_lifetime_schedule_takes_a_faster_later_mapping_only_if_it_verifies_earlier(tmp_path):
+    import numpy as np
+
+    from agents.evaluation import NetworkEvaluator
+    from workloads.registry import NetworkSpec
+
+    cfg = OmegaConf.to_container(compose_config(
+        "evaluate", "verify.images=200", "report.images=200", "report.seeds=[0]",
+        f"cache={tmp_path / 'cache.sqlite'}"), resolve=True)
+    evaluator = NetworkEvaluator(NetworkSpec.zoo("lenet5"), cfg)
+    slow, fast = np.array([0, 0, 0, 1, 0], bool), np.array([0, 1, 1, 1, 0], bool)
+    assert evaluator.task.cost.evaluate(fast).speedup > evaluator.task.cost.evaluate(slow).speedup
+    for threshold, replaced in ((100.0, True), (-100.0, False)):  # everything verifies / nothing does
+        points = [evaluator.result("ppo", slow, 3600.0, threshold, 2, 0, 0.0),
+                  evaluator.result("ppo", fast, 31_536_000.0, threshold, 2, 0, 0.0)]
+        before = evaluator.verifier.evaluations
+        schedule = evaluator.monotone_schedule(points)
+        assert evaluator.verifier.evaluations == before + 1  # one exact evaluation for the candidate
+        assert schedule[1] is points[1] and schedule[0]["t_s"] == 3600.0
+        assert (schedule[0]["mapping"] == fast.astype(int).tolist()) is replaced
+        assert schedule[0]["exact_evaluations"] == (3 if replaced else 2)
