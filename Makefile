@@ -37,6 +37,16 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q
 
+# Every benchmark that needs no trained policy (about an hour on 2 cores, most of it the oracle's
+# reference path), then the README tables. The comparison needs a policy:
+#   .venv/bin/python -m bench.bench_compare --policy outputs/train/<run>/best_model.zip
+bench: setup
+	$(PY) -m bench.bench_cost
+	$(PY) -m bench.bench_env
+	$(PY) -m bench.bench_surrogate
+	$(PY) -m bench.bench_oracle
+	$(PY) scripts/update_readme.py
+
 # Retrain the network zoo (about an hour on 2 cores); checkpoints are committed.
 zoo: setup
 	$(PY) -m workloads.train_zoo

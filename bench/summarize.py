@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| oracle fast vs reference (`bench.bench_oracle`), {count} paired evaluations | mean abs accuracy "
                      f"difference {s['mean_abs_diff_points']:.3f} points; {s['speedup_warm']:.1f}x faster with device "
                      f"states programmed ({s['speedup_cold']:.1f}x including programming); per network (diff / speed-up): "
-                     f"{nets}; cache hit {1e3 * oracle['networks'][0]['cache_hit_s']:.2f} ms | <= 0.3 points, >= 10x |")
+                     f"{nets}; cache hit {1e3 * oracle['networks'][0]['cache_hit_s']:.2f} ms"
+                     + (f"; weights only (no I/O non-idealities): {s['weights_only']['mean_abs_diff_points']:.3f} "
+                        f"points, {s['weights_only']['speedup_warm']:.1f}x" if "weights_only" in s else "")
+                     + " | <= 0.3 points, >= 10x |")
     upper = load("oracle_all_analog")
     if upper:
         s = upper["summary"]

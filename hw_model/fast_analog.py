@@ -120,3 +120,23 @@ class FastAnalogLayer(nn.Module):
                 z = part @ tile[4].T
                 out[..., tile[2]:tile[3]] += self._noisy(z, nm, tile, out_dim=z.dim() - 1)
         return out if self.bias is None else out + self.bias
+
+
+class EffectiveWeightLayer(nn.Module):
+    """The programmed, drifted weights alone, as one plain conv/linear: no noise management, DAC,
+    ADC or output noise. Cheaper than :class:`FastAnalogLayer` and less faithful; the oracle's
+    ``method="weights"``, measured against the reference by ``bench/bench_oracle.py``."""
+
+    def __init__(self, original: nn.Module, state: LayerState) -> None:
+        super().__init__()
+        self.is_conv = isinstance(original, nn.Conv2d)
+        weight = state.effective_weight()
+        if self.is_conv:
+            self.stride, self.padding, self.dilation = original.stride, original.padding, original.dilation
+            weight = weight.reshape(state.out_features, original.in_channels, *original.kernel_size)
+        self.weight, self.bias = weight, state.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_conv:
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return F.linear(x, self.weight, self.bias)

@@ -121,3 +121,29 @@ def test_fast_path_agrees_with_the_reference_on_a_whole_network(fashion):
     fast = oracle.evaluate(mapping, 86_400.0, method="fast")
     reference = oracle.evaluate(mapping, 86_400.0, method="reference")
     assert abs(fast.mean - reference.mean) <= 0.5
+
+
+def test_weights_only_path_applies_the_programmed_drifted_weights(oracle):
+    """method="weights": the effective weights as plain layers, so every seed's layer output is
+    exactly W_eff x + b; its drift still lowers accuracy, and it is cached under its own key."""
+    import torch
+    from torch import nn
+
+    from hw_model.fast_analog import EffectiveWeightLayer
+
+    conv_index = next(i for i, layer in enumerate(oracle.table.layers) if layer.kind == "conv")
+    name = oracle.table.layers[conv_index].name
+    state = oracle.layer_state(conv_index, 0, YEAR)
+    layer = EffectiveWeightLayer(oracle.modules[name], state)
+    original: nn.Conv2d = oracle.modules[name]
+    x = torch.randn(4, original.in_channels, 12, 12)
+    expected = nn.functional.conv2d(x, state.effective_weight().reshape_as(original.weight), state.bias,
+                                    original.stride, original.padding)
+    assert torch.equal(layer(x), expected)
+    assert not torch.allclose(layer(x), original(x))  # programmed + drifted, not the trained weights
+    hour = oracle.evaluate(all_analog(oracle), HOUR, method="weights")
+    year = oracle.evaluate(all_analog(oracle), YEAR, method="weights")
+    assert year.mean < hour.mean and year.method == "weights"
+    assert oracle.evaluate(all_analog(oracle), YEAR, method="weights") == year  # same seeds, same answer
+    fast = oracle.evaluate(all_analog(oracle), YEAR)
+    assert fast.per_seed != year.per_seed  # a different model of the periphery
