@@ -37,8 +37,8 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q
 
-# Every benchmark that needs no trained policy (about an hour on 2 cores, most of it the oracle's
-# reference path), then the README tables. The comparison needs a policy:
+# Every benchmark that needs no trained policy (the oracle's, most of the time, took 20 minutes on
+# 2 cores), then the README tables. The comparison needs a policy:
 #   .venv/bin/python -m bench.bench_compare --policy outputs/train/<run>/best_model.zip
 bench: setup
 	$(PY) -m bench.bench_cost

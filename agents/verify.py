@@ -99,9 +99,10 @@ def policy_search(mapper, task: MappingTask, t_s: float, threshold: float, verif
         if infeasible_above - feasible_below <= 1:
             break
         probe = (feasible_below + infeasible_above) // 2
-    feasible = [k for k, d in drops.items() if d <= threshold and task.cost.evaluate(proposals[k]).feasible]
+    costs = {k: task.cost.evaluate(proposals[k]) for k, d in drops.items() if d <= threshold}
+    feasible = [k for k, cost in costs.items() if cost.feasible]
     if feasible:
-        best = max(feasible, key=lambda k: (task.cost.evaluate(proposals[k]).speedup, -drops[k]))
+        best = max(feasible, key=lambda k: (costs[k].speedup, -drops[k]))
         return Verified(proposals[best], drops[best], 0, verifier.evaluations - start)
     failed = min(drops)
     repaired = verify_and_repair(task, proposals[failed], t_s, threshold, verifier, drop=drops[failed])

@@ -26,8 +26,7 @@ from sb3_contrib import MaskablePPO
 from agents import baselines as bl
 from agents.ppo import PolicyMapper
 from agents.verify import exact_verifier, policy_search
-from bench.common import RESULTS_DIR, write_result
-from envs.reward import RewardWeights, potential
+from bench.common import RESULTS_DIR, objective, write_result
 from envs.tasks import build_task
 
 TIMES = {"1 day": 86_400.0, "1 year": 365 * 86_400.0}
@@ -64,11 +63,6 @@ def compare_network(name: str, mapper: PolicyMapper, hw: str, policy_evaluations
                 f"{r['method']} {r['speedup']:.2f}x{'' if r['feasible'] else '(X)'}" for r in rows[-len(found):]),
                 flush=True)
     return rows
-
-
-def objective(row: dict) -> float:
-    """The environment's feasible reward with its default weights: ln speedup + 0.5 ln energy gain."""
-    return potential(row["speedup"], row["energy_gain"], RewardWeights())
 
 
 def summarise(rows: list[dict]) -> dict:

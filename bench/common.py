@@ -39,3 +39,11 @@ def rate(fn, count: int, repeats: int = 3) -> float:
             fn(i)
         best = min(best, time.perf_counter() - start)
     return count / best
+
+
+def objective(row: dict[str, Any]) -> float:
+    """A result row's value in the environment's feasible reward with its default weights:
+    ln speedup + 0.5 ln energy gain."""
+    from envs.reward import RewardWeights, potential
+
+    return potential(row["speedup"], row["energy_gain"], RewardWeights())

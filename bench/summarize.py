@@ -12,8 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.common import RESULTS_DIR
-from envs.reward import RewardWeights, potential
+from bench.common import RESULTS_DIR, objective
 
 
 def load(name: str) -> dict | None:
@@ -49,8 +48,7 @@ def compare_table(compare: dict) -> str:
         ppo = [p["ppo"] for p in by_point.values()]
         greedy = [p["lionheart_greedy"] for p in by_point.values()]
         at_least = sum(a["speedup"] >= g["speedup"] - 1e-9 for a, g in zip(ppo, greedy))
-        score = lambda r: potential(r["speedup"], r["energy_gain"], RewardWeights())  # noqa: E731
-        at_least_objective = sum(score(a) >= score(g) - 1e-9 for a, g in zip(ppo, greedy))
+        at_least_objective = sum(objective(a) >= objective(g) - 1e-9 for a, g in zip(ppo, greedy))
         ratio = [a["speedup"] / b for a, b in zip(ppo, best)]
         label = f"`{network}`" + ("" if first["ppo"]["training"] else " (held out)")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean(best):.2f}x | {at_least}/{len(ppo)} / {at_least_objective}/{len(ppo)} | "

@@ -12,7 +12,7 @@ and the same in both paths:
 * ``method="reference"``: aihwkit analog modules for exactly the analog layers, forward through
   aihwkit's tiles (its output noise drawn from the seeded global RNG, inside ``fork_rng``).
 * ``method="fast"`` (default): the same programmed, drifted tiles read out of aihwkit, and a
-  plain-torch forward (:mod:`hw_model.fast_analog`). 3-5x faster than the reference; the
+  plain-torch forward (:mod:`hw_model.fast_analog`). 2.9-4.6x faster than the reference; the
   agreement is measured by ``bench/bench_oracle.py``.
 
 Results are cached in SQLite (:mod:`hw_model.cache`) under a key of everything that changes
