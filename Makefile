@@ -49,7 +49,7 @@ bench: setup
 
 # Retrain the network zoo (about an hour on 2 cores); checkpoints are committed.
 zoo: setup
-	$(PY) -m workloads.train_zoo
+	$(PY) -m cli.train_zoo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -8,12 +8,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from workloads.runtime import use_fast_malloc
+from common.runtime import use_fast_malloc
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from agents.evaluation import KNOWN_ERRORS, evaluate
+    from reporting.evaluation import KNOWN_ERRORS, evaluate
 
     out_dir = HydraConfig.get().runtime.output_dir
     try:

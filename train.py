@@ -6,7 +6,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from workloads.runtime import use_fast_malloc
+from common.runtime import use_fast_malloc
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -12,6 +12,7 @@ from stable_baselines3.common.logger import Figure, HParam
 from tqdm import tqdm
 
 from agents.ppo import PolicyMapper
+from common.units import DAY_S
 from envs.tasks import MappingTask
 
 NOT_TEXT = ("stdout", "log", "json", "csv")
@@ -103,7 +104,7 @@ class MappingMetricsCallback(BaseCallback):
         if score > self.best_score:
             self.best_score = score
             self.model.save(self.best_path)
-        figure = mapping_figure(mapper, self.train_tasks + self.holdout_tasks, 86_400.0, 2.0)
+        figure = mapping_figure(mapper, self.train_tasks + self.holdout_tasks, DAY_S, 2.0)
         self.logger.record("map/mappings", Figure(figure, close=True), exclude=NOT_TEXT)
         self.logger.dump(self.num_timesteps)
         self.last = {"step": self.num_timesteps, "score": score, **results}

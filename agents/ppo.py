@@ -9,8 +9,8 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from agents.baselines import Proposal
-from envs import LayerMappingEnv
+from agents.methods import Proposal
+from envs.mapping_env import LayerMappingEnv
 from envs.tasks import MappingTask
 
 

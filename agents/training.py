@@ -22,6 +22,7 @@ from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 
 from agents.callbacks import MappingMetricsCallback, ProgressCallback
 from agents.ppo import build_model, make_vec_env
+from common.io import atomic_write
 from envs.tasks import build_tasks
 
 PACKAGES = ("torch", "aihwkit", "gymnasium", "stable-baselines3", "sb3-contrib", "hydra-core", "numpy")
@@ -42,7 +43,7 @@ def write_run_metadata(run_dir: Path, cfg: dict[str, Any]) -> None:
             versions[package] = None
     metadata = {"config": cfg, "command": sys.argv, "python": platform.python_version(), "packages": versions,
                 "seed": cfg["seed"], "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (run_dir / "run.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+    atomic_write(run_dir / "run.json", json.dumps(metadata, indent=2, default=str) + "\n")
 
 
 def train(cfg: DictConfig | dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
@@ -91,5 +92,5 @@ def train(cfg: DictConfig | dict[str, Any], run_dir: str | Path) -> dict[str, An
     metrics = {"run_dir": str(run_dir), "timesteps": int(model.num_timesteps), "interrupted": interrupted,
                "seconds": round(time.time() - started, 1), "best_score": metrics_cb.best_score,
                "last_evaluation": metrics_cb.last}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -1,4 +1,7 @@
-"""Exact verification of proposed mappings, and repair of infeasible ones.
+"""Exact verification of mappings: counting evaluations, repairing, and the policy's search.
+
+:class:`ExactVerifier` wraps an exact drop function and counts every evaluation a method asks
+for (the all-digital mapping is free: its drop is 0 by definition).
 
 ``verify_and_repair``: evaluate the mapping with the exact oracle; while its drop exceeds the
 threshold, move the analog layer with the largest sensitivity at t (profile) back to digital
@@ -18,15 +21,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from agents.baselines import ExactVerifier
-from envs.tasks import MappingTask, load_noise, load_system
-from hw_model.cache import ResultCache
-from hw_model.oracle import AccuracyOracle
-from hw_model.profiles import DEFAULT_CACHE
+from accuracy.cache import ResultCache
+from accuracy.noise import load_noise
+from accuracy.oracle import AccuracyOracle
+from accuracy.profiles import DEFAULT_CACHE
+from envs.tasks import MappingTask
+from hw_model.system import load_system
 from workloads.registry import NetworkSpec
+
+THRESHOLD_LADDER = (0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0)
+
+
+class ExactVerifier:
+    """Counts the exact accuracy evaluations a method asks for: ``drop(mapping, t)``."""
+
+    def __init__(self, drop: Callable[[np.ndarray, float], float]) -> None:
+        self._drop = drop
+        self.evaluations = 0
+
+    def __call__(self, mapping: np.ndarray, t_s: float) -> float:
+        if not np.any(mapping):
+            return 0.0
+        self.evaluations += 1
+        return float(self._drop(np.asarray(mapping, bool), t_s))
 
 
 @dataclass(frozen=True)
@@ -42,13 +63,11 @@ def exact_verifier(network: str | NetworkSpec, hw: str | dict = "alpine_like", n
                    cache_path: Path | None = DEFAULT_CACHE) -> ExactVerifier:
     """An evaluation-counting exact drop function on the validation split (fast path, cached)."""
     spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
-    noise_config = load_noise(noise, load_system(hw))
+    system = load_system(hw)
+    noise_config = load_noise(noise, system.tiles.rows, system.tiles.cols)
     oracle = AccuracyOracle(spec, noise_config, images=images, seeds=seeds,
                             cache=ResultCache(cache_path) if cache_path else None)
     return ExactVerifier(lambda mapping, t_s: oracle.evaluate(mapping, t_s).drop)
-
-
-THRESHOLD_LADDER = (0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0)
 
 
 def verify_and_repair(task: MappingTask, mapping: np.ndarray, t_s: float, threshold: float,
@@ -67,6 +86,21 @@ def verify_and_repair(task: MappingTask, mapping: np.ndarray, t_s: float, thresh
     return Verified(mapping, float(drop), repaired, verifier.evaluations - start)
 
 
+def ladder_proposals(mapper, task: MappingTask, t_s: float, threshold: float,
+                     ladder: tuple[float, ...] = THRESHOLD_LADDER) -> tuple[list[np.ndarray], int]:
+    """The mapper's distinct non-empty proposals at ``threshold * factor`` for each factor, from the
+    tightest factor to the most relaxed, and the position of the nominal (factor 1) proposal."""
+    proposals: list[np.ndarray] = []
+    nominal = 0
+    for factor in sorted(ladder):
+        mapping = np.asarray(mapper.propose(task, t_s, threshold * factor).mapping, bool)
+        if factor == 1.0:
+            nominal = next((k for k, m in enumerate(proposals) if np.array_equal(m, mapping)), len(proposals))
+        if mapping.any() and not any(np.array_equal(m, mapping) for m in proposals):
+            proposals.append(mapping)
+    return proposals, min(nominal, max(len(proposals) - 1, 0))
+
+
 def policy_search(mapper, task: MappingTask, t_s: float, threshold: float, verifier: ExactVerifier,
                   evaluations: int = 2, ladder: tuple[float, ...] = THRESHOLD_LADDER) -> Verified:
     """The policy's verified mapping (see the module docstring); ``evaluations`` >= 1 bounds the
@@ -76,34 +110,30 @@ def policy_search(mapper, task: MappingTask, t_s: float, threshold: float, verif
     if 1.0 not in ladder:
         raise ValueError(f"the threshold ladder must contain 1.0 (the nominal threshold), got {ladder}")
     start = verifier.evaluations
-    proposals: list[np.ndarray] = []
-    nominal = 0
-    for factor in sorted(ladder):
-        mapping = np.asarray(mapper.propose(task, t_s, threshold * factor).mapping, bool)
-        if factor == 1.0:
-            nominal = next((k for k, m in enumerate(proposals) if np.array_equal(m, mapping)), len(proposals))
-        if mapping.any() and not any(np.array_equal(m, mapping) for m in proposals):
-            proposals.append(mapping)
+    proposals, nominal = ladder_proposals(mapper, task, t_s, threshold, ladder)
     if not proposals:  # the policy keeps everything digital at every threshold
         return Verified(np.zeros(len(task.cost.tiles), bool), 0.0, 0, 0)
-    nominal = min(nominal, len(proposals) - 1)
-    feasible_below, infeasible_above = -1, len(proposals)  # indices known (or assumed) feasible / not
-    drops: dict[int, float] = {}
+    # Proposals are ordered from least to most aggressive. Binary search for the boundary between
+    # the ones that verify and the ones that do not: every index <= highest_pass is taken to pass,
+    # every index >= lowest_fail to fail; the search ends when they are adjacent or the budget is spent.
+    highest_pass, lowest_fail = -1, len(proposals)
+    drops: dict[int, float] = {}  # index -> verified drop
     probe = nominal
     while len(drops) < evaluations:
         drops[probe] = verifier(proposals[probe], t_s)
         if drops[probe] <= threshold:
-            feasible_below = probe
+            highest_pass = probe
         else:
-            infeasible_above = probe
-        if infeasible_above - feasible_below <= 1:
+            lowest_fail = probe
+        if lowest_fail - highest_pass <= 1:
             break
-        probe = (feasible_below + infeasible_above) // 2
-    costs = {k: task.cost.evaluate(proposals[k]) for k, d in drops.items() if d <= threshold}
-    feasible = [k for k, cost in costs.items() if cost.feasible]
-    if feasible:
-        best = max(feasible, key=lambda k: (costs[k].speedup, -drops[k]))
+        probe = (highest_pass + lowest_fail) // 2
+    verified = {k: task.cost.evaluate(proposals[k]) for k, drop in drops.items() if drop <= threshold}
+    fitting = [k for k, cost in verified.items() if cost.feasible]
+    if fitting:
+        best = max(fitting, key=lambda k: (verified[k].speedup, -drops[k]))
         return Verified(proposals[best], drops[best], 0, verifier.evaluations - start)
-    failed = min(drops)
-    repaired = verify_and_repair(task, proposals[failed], t_s, threshold, verifier, drop=drops[failed])
+    least_aggressive_failure = min(drops)
+    repaired = verify_and_repair(task, proposals[least_aggressive_failure], t_s, threshold, verifier,
+                                 drop=drops[least_aggressive_failure])
     return Verified(repaired.mapping, repaired.drop, repaired.repaired_layers, verifier.evaluations - start)

@@ -12,19 +12,17 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import yaml
 
 from bench.common import rate, write_result
-from hw_model.cost import NetworkCost, analog_layer_cost, digital_layer_cost
-from hw_model.report import network_cost
-from hw_model.system import System
-from workloads.registry import PROJECT_ROOT, NetworkSpec
+from hw_model.cost import NetworkCost, analog_layer_cost, digital_layer_cost, network_cost
+from hw_model.system import load_system
+from workloads.registry import NetworkSpec
 
 TARGET_PER_S = 10_000
 
 
 def main() -> int:
-    system = System.from_dict(yaml.safe_load((PROJECT_ROOT / "conf/hw/alpine_like.yaml").read_text()))
+    system = load_system("alpine_like")
     cost: NetworkCost = network_cost(NetworkSpec.zoo("resnet20"), system)
     rng = np.random.default_rng(0)
     mappings = rng.random((20_000, len(cost))) < 0.5

@@ -33,13 +33,14 @@ import torch
 from tqdm import tqdm
 
 from bench.common import RESULTS_DIR, write_result
-from hw_model.cache import ResultCache
-from hw_model.noise import NoiseConfig
-from hw_model.oracle import AccuracyOracle
+from accuracy.cache import ResultCache
+from accuracy.noise import NoiseConfig
+from accuracy.oracle import AccuracyOracle
 from workloads.registry import NetworkSpec
-from workloads.runtime import use_fast_malloc
+from common.runtime import use_fast_malloc
+from common.units import DAY_S, HOUR_S, YEAR_S
 
-TIMES = {"1 hour": 3600.0, "1 day": 86_400.0, "1 year": 365 * 86_400.0}
+TIMES = {"1 hour": HOUR_S, "1 day": DAY_S, "1 year": YEAR_S}
 TARGET_RATIO, TARGET_DIFF = 10.0, 0.3
 
 
@@ -106,13 +107,13 @@ def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int,
                                 data=oracle.data)
         probe = random_mappings(capable, 20, np.random.default_rng(1))
         for mapping in probe:
-            writer.cache.put("accuracy", writer._key(mapping, 3600.0, "fast"), {"per_seed": [50.0] * len(seeds)})
+            writer.cache.put("accuracy", writer._key(mapping, HOUR_S, "fast"), {"per_seed": [50.0] * len(seeds)})
         reader = AccuracyOracle(NetworkSpec.zoo(name), noise, images=images, seeds=seeds, cache=ResultCache(path),
                                 data=oracle.data)
         reader.baseline()
         start = time.perf_counter()
         for mapping in probe:
-            reader.evaluate(mapping, 3600.0)
+            reader.evaluate(mapping, HOUR_S)
         hit_s = (time.perf_counter() - start) / len(probe)
         assert reader.cache.hits >= len(probe)
     return {

@@ -25,9 +25,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from bench.common import write_result
-from hw_model.noise import NoiseConfig
-from hw_model.profiles import load_or_build
-from hw_model.surrogate import MODELS
+from accuracy.noise import NoiseConfig
+from accuracy.profiles import load_or_build
+from accuracy.surrogate import MODELS
 from workloads.registry import NetworkSpec, zoo_names
 
 THRESHOLDS = (1.0, 2.0, 5.0)
@@ -100,7 +100,7 @@ def main() -> int:
               f"{'met' if s['mae_target_met'] else 'NOT met'}), worst agreement {s['worst_agreement']:.2f} "
               f"(target >= {TARGET_AGREEMENT}: {'met' if s['agreement_target_met'] else 'NOT met'})")
     if missing:
-        print(f"no artifact yet for: {', '.join(missing)} (python -m hw_model.profiles --networks ...)")
+        print(f"no artifact yet for: {', '.join(missing)} (python -m accuracy.profiles --networks ...)")
     print(f"wrote {path}")
     return 0
 

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.io import atomic_write
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -23,11 +25,8 @@ def this_machine() -> dict[str, Any]:
 def write_result(name: str, payload: dict[str, Any], machine: dict[str, Any] | None = None) -> Path:
     """``machine``: the facts of the machine that measured (default: this one, now)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"benchmark": name, "machine": machine or this_machine(), **payload}, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    document = {"benchmark": name, "machine": machine or this_machine(), **payload}
+    return atomic_write(RESULTS_DIR / f"{name}.json", json.dumps(document, indent=2) + "\n")
 
 
 def rate(fn, count: int, repeats: int = 3) -> float:

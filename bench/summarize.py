@@ -12,15 +12,14 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.common import RESULTS_DIR, objective
+from bench.common import RESULTS_DIR
+
+# Reads JSON only: it imports neither torch, gymnasium nor aihwkit (tests/test_layout.py checks).
 
 
 def load(name: str) -> dict | None:
     path = RESULTS_DIR / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-METHODS = ("ppo", "lionheart_greedy", "knapsack", "optimum", "random", "all_analog")
 
 
 def compare_table(compare: dict) -> str:
@@ -31,13 +30,14 @@ def compare_table(compare: dict) -> str:
     points = defaultdict(lambda: defaultdict(dict))
     for r in compare["rows"]:
         points[r["network"]][(r["t"], r["threshold"])][r["method"]] = r
-    lines = ["| network | PPO | LionHeart greedy | knapsack | optimum | random | all-analog | best known | "
+    labels = compare["methods"]  # method -> column label, in the registry's order (bench_compare)
+    lines = ["| network | " + " | ".join(labels.values()) + " | best known | "
              "PPO >= greedy: speedup / objective | PPO / best (min) | PPO feasible | exact evals PPO / greedy | map time s PPO / greedy |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- |" + " ---: |" * (len(labels) + 6)]
     for network, by_point in points.items():
         first = next(iter(by_point.values()))
         cells = []
-        for method in METHODS:
+        for method in labels:
             rows = [p[method] for p in by_point.values() if method in p]
             if not rows:
                 cells.append("-")
@@ -48,7 +48,7 @@ def compare_table(compare: dict) -> str:
         ppo = [p["ppo"] for p in by_point.values()]
         greedy = [p["lionheart_greedy"] for p in by_point.values()]
         at_least = sum(a["speedup"] >= g["speedup"] - 1e-9 for a, g in zip(ppo, greedy))
-        at_least_objective = sum(objective(a) >= objective(g) - 1e-9 for a, g in zip(ppo, greedy))
+        at_least_objective = sum(a["objective"] >= g["objective"] - 1e-9 for a, g in zip(ppo, greedy))
         ratio = [a["speedup"] / b for a, b in zip(ppo, best)]
         label = f"`{network}`" + ("" if first["ppo"]["training"] else " (held out)")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean(best):.2f}x | {at_least}/{len(ppo)} / {at_least_objective}/{len(ppo)} | "

@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from common.units import HOUR_S, YEAR_S
 from envs.reward import RewardWeights, potential, terminal_reward
 from envs.tasks import KIND_ORDER, MappingTask, build_tasks
 
-YEAR_S = 365.0 * 86_400.0
 LOG_T_MAX = math.log10(10 * YEAR_S)  # t is normalised on [1 s, 10 years]
 THRESHOLD_MAX = 10.0  # points; thresholds are normalised on [0, 10]
 RATIO_SCALE = math.log(100.0)  # log-ratios are normalised by ln 100
@@ -40,6 +40,8 @@ FEATURES = (
     ("previous_action", 0.0, 1.0),
     ("log_speedup_so_far", -1.0, 1.0),
 )
+COLUMN = {name: index for index, (name, _, _) in enumerate(FEATURES)}  # feature name -> observation index
+KIND_COLUMNS = slice(COLUMN[f"kind_{KIND_ORDER[0]}"], COLUMN[f"kind_{KIND_ORDER[-1]}"] + 1)
 
 
 class LayerMappingEnv(gym.Env):
@@ -117,8 +119,10 @@ class LayerMappingEnv(gym.Env):
 
     ## Arguments
     * ``tasks``: prepared :class:`envs.tasks.MappingTask` objects, or
-    * ``networks`` (names of ``conf/network`` entries) with ``hw``, ``noise``, ``accuracy``
-      ("surrogate" or "oracle") and ``surrogate_model``, from which the tasks are built;
+    * ``networks`` (names of ``conf/network`` entries) with ``hw``, ``noise`` (preset names or
+      descriptions), ``accuracy`` ("surrogate" or "oracle") and ``surrogate_model``, from which the
+      tasks are built. With neither, ``networks``, ``hw`` and ``noise`` default to the training
+      networks and presets of ``conf/train.yaml`` (so ``gym.make("AIMCMapping-v0")`` works);
     * ``t_range_s`` (default 1 hour to 1 year), ``threshold_range`` (default 0.5 to 5 points);
     * ``reward_weights`` (a RewardWeights or a dict of its fields), ``shaping`` (default False).
 
@@ -129,15 +133,20 @@ class LayerMappingEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, tasks: Sequence[MappingTask] | None = None, *, networks: Sequence[str] | None = None,
-                 hw: str | dict = "alpine_like", noise: str | dict = "lionheart", accuracy: str = "surrogate",
-                 surrogate_model: str = "linear", t_range_s: Sequence[float] = (3600.0, YEAR_S),
+                 hw: str | dict | None = None, noise: str | dict | None = None, accuracy: str = "surrogate",
+                 surrogate_model: str = "linear", t_range_s: Sequence[float] = (HOUR_S, YEAR_S),
                  threshold_range: Sequence[float] = (0.5, 5.0),
                  reward_weights: RewardWeights | dict | None = None, shaping: bool = False) -> None:
         super().__init__()
         if tasks is None:
+            from common.presets import default_choice, entry_config
+
+            if networks is None:
+                networks = entry_config("train")["train"]["networks"]
             if not networks:
-                raise ValueError("LayerMappingEnv needs tasks or a list of network names")
-            tasks = build_tasks(list(networks), hw=hw, noise=noise, accuracy=accuracy,
+                raise ValueError("LayerMappingEnv needs tasks or a non-empty list of network names")
+            tasks = build_tasks(list(networks), hw=hw or default_choice("train", "hw"),
+                                noise=noise or default_choice("train", "noise"), accuracy=accuracy,
                                 surrogate_model=surrogate_model, progress=False)
         self.tasks = {task.name: task for task in tasks}
         if not self.tasks:
@@ -183,21 +192,23 @@ class LayerMappingEnv(gym.Env):
         capacity = task.cost.tile_capacity
         # Features fixed for the episode, one row per layer.
         static = np.zeros((len(task), len(FEATURES)), np.float32)
-        static[:, 0:5] = task.kinds
-        static[:, 5] = capable
-        static[:, 6] = task.mac_share
-        static[:, 7] = task.weight_share
-        static[:, 8] = np.minimum(task.cost.tiles / capacity, 1.0)
-        static[:, 9] = np.clip(task.latency_share, 0.0, 1.0)
-        static[:, 10] = np.where(capable, np.clip(np.log(task.layer_speedup) / RATIO_SCALE, -1, 1), 0.0)
-        static[:, 11] = np.where(capable, np.clip(np.log(task.layer_energy_gain) / RATIO_SCALE, -1, 1), 0.0)
-        static[:, 12] = np.where(capable, np.clip(task.latency_saving, -1, 1), 0.0)
-        static[:, 13] = np.minimum(relative, SENSITIVITY_CAP) / SENSITIVITY_CAP
-        static[:, 14] = np.arange(len(task)) / len(task)
-        static[:, 17] = np.minimum(self.sensitivity_ahead, SENSITIVITY_CAP) / SENSITIVITY_CAP
-        static[:, 18] = task.remaining_mac_share
-        static[:, 19] = np.clip(math.log10(max(t_s, 1.0)) / LOG_T_MAX, 0.0, 1.0)
-        static[:, 20] = min(threshold / THRESHOLD_MAX, 1.0)
+        static[:, KIND_COLUMNS] = task.kinds
+        static[:, COLUMN["analog_capable"]] = capable
+        static[:, COLUMN["mac_share"]] = task.mac_share
+        static[:, COLUMN["weight_share"]] = task.weight_share
+        static[:, COLUMN["tiles_over_capacity"]] = np.minimum(task.cost.tiles / capacity, 1.0)
+        static[:, COLUMN["latency_share"]] = np.clip(task.latency_share, 0.0, 1.0)
+        static[:, COLUMN["log_speedup"]] = np.where(
+            capable, np.clip(np.log(task.layer_speedup) / RATIO_SCALE, -1, 1), 0.0)
+        static[:, COLUMN["log_energy_gain"]] = np.where(
+            capable, np.clip(np.log(task.layer_energy_gain) / RATIO_SCALE, -1, 1), 0.0)
+        static[:, COLUMN["latency_saving"]] = np.where(capable, np.clip(task.latency_saving, -1, 1), 0.0)
+        static[:, COLUMN["sensitivity"]] = np.minimum(relative, SENSITIVITY_CAP) / SENSITIVITY_CAP
+        static[:, COLUMN["position"]] = np.arange(len(task)) / len(task)
+        static[:, COLUMN["sensitivity_ahead"]] = np.minimum(self.sensitivity_ahead, SENSITIVITY_CAP) / SENSITIVITY_CAP
+        static[:, COLUMN["macs_ahead"]] = task.remaining_mac_share
+        static[:, COLUMN["log_t"]] = np.clip(math.log10(max(t_s, 1.0)) / LOG_T_MAX, 0.0, 1.0)
+        static[:, COLUMN["threshold"]] = min(threshold / THRESHOLD_MAX, 1.0)
         self._static = static
         self.index = 0
         self.mapping = np.zeros(len(task), bool)
@@ -278,9 +289,10 @@ class LayerMappingEnv(gym.Env):
         i = min(self.index, len(task) - 1)
         obs = self._static[i].copy()
         if self.index >= len(task):
-            obs[14] = 1.0
-        obs[15] = self.tiles_left / task.cost.tile_capacity
-        obs[16] = min(self.drop_so_far, SENSITIVITY_CAP) / SENSITIVITY_CAP
-        obs[21] = self.previous_action
-        obs[22] = np.clip(math.log(task.cost.baseline.latency_s / self.latency_s) / RATIO_SCALE, -1.0, 1.0)
+            obs[COLUMN["position"]] = 1.0
+        obs[COLUMN["tiles_remaining"]] = self.tiles_left / task.cost.tile_capacity
+        obs[COLUMN["drop_so_far"]] = min(self.drop_so_far, SENSITIVITY_CAP) / SENSITIVITY_CAP
+        obs[COLUMN["previous_action"]] = self.previous_action
+        obs[COLUMN["log_speedup_so_far"]] = np.clip(
+            math.log(task.cost.baseline.latency_s / self.latency_s) / RATIO_SCALE, -1.0, 1.0)
         return obs

@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import yaml
 
-from hw_model.cost import NetworkCost
-from hw_model.noise import NoiseConfig
-from hw_model.report import network_cost
-from hw_model.surrogate import DropSurrogate, SensitivityProfile
-from hw_model.system import System
-from workloads.registry import PROJECT_ROOT, NetworkSpec
+from accuracy.noise import load_noise
+from accuracy.surrogate import DropSurrogate, SensitivityProfile
+from hw_model.cost import NetworkCost, network_cost
+from hw_model.system import load_system
+from workloads.registry import NetworkSpec
 
 KIND_ORDER = ("conv", "depthwise_conv", "linear", "attention", "classifier")
 DropFunction = Callable[[np.ndarray, float], float]
@@ -58,25 +56,6 @@ class MappingTask:
         return len(self.cost)
 
 
-def load_system(hw: str | dict) -> System:
-    if isinstance(hw, str):
-        path = PROJECT_ROOT / "conf" / "hw" / f"{hw}.yaml"
-        if not path.is_file():
-            raise ValueError(f"unknown hardware preset {hw!r}; presets: "
-                             f"{', '.join(p.stem for p in sorted(path.parent.glob('*.yaml')))}")
-        hw = yaml.safe_load(path.read_text())
-    return System.from_dict(hw)
-
-
-def load_noise(noise: str | dict, system: System) -> NoiseConfig:
-    if isinstance(noise, str):
-        path = PROJECT_ROOT / "conf" / "noise" / f"{noise}.yaml"
-        if not path.is_file():
-            raise ValueError(f"unknown noise preset {noise!r}")
-        noise = yaml.safe_load(path.read_text())
-    return NoiseConfig.from_dict(noise, system.tiles.rows, system.tiles.cols)
-
-
 def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise: str | dict = "lionheart",
                accuracy: str = "surrogate", surrogate_model: str = "linear", oracle_options: dict | None = None,
                progress: bool = True, allow_build: bool = True) -> MappingTask:
@@ -84,20 +63,20 @@ def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise
 
     A missing or stale accuracy artifact is rebuilt (minutes) unless ``allow_build`` is False.
     """
-    from hw_model.profiles import load_or_build
+    from accuracy.profiles import load_or_build
 
     spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
     system = load_system(hw)
-    noise_config = load_noise(noise, system)
+    noise_config = load_noise(noise, system.tiles.rows, system.tiles.cols)
     data = load_or_build(spec, noise_config, progress=progress, allow_build=allow_build)
     if accuracy == "surrogate":
         surrogate: DropSurrogate = data.surrogate(surrogate_model)
         drop: DropFunction = lambda mapping, t_s: float(surrogate.predict(mapping[None, :], t_s)[0])  # noqa: E731
         drop_batch = surrogate.predict
     elif accuracy == "oracle":
-        from hw_model.cache import ResultCache
-        from hw_model.oracle import AccuracyOracle
-        from hw_model.profiles import DEFAULT_CACHE, ProfilePlan
+        from accuracy.cache import ResultCache
+        from accuracy.oracle import AccuracyOracle
+        from accuracy.profiles import DEFAULT_CACHE, ProfilePlan
 
         plan = ProfilePlan()
         options = {"images": plan.images, "seeds": plan.seeds, **(oracle_options or {})}

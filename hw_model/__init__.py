@@ -1,0 +1,1 @@
+"""The system description and its analytical cost model (no accuracy, no aihwkit)."""

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw_model.system import System
-from workloads.layers import Layer, LayerTable, UnmappableOps
+from workloads.layers import Layer, LayerTable, UnmappableOps, build_layer_table
+from workloads.registry import NetworkSpec
 
 NS = 1e-9
 PJ = 1e-12
@@ -157,15 +158,14 @@ class NetworkCost:
                 "speedup": self.baseline.latency_s / latency, "energy_gain": self.baseline.energy_j / energy}
 
     def evaluate(self, mapping) -> MappingCost:
-        """Cost of one mapping (a sequence of L booleans, True = analog)."""
+        """Cost of one mapping (a sequence of L booleans, True = analog): :meth:`evaluate_batch`
+        of a batch of one."""
         m = self._as_mappings(mapping)
-        latency = float(np.where(m, self.analog_latency_s, self.digital_latency_s).sum() + self.fixed_latency_s)
-        tiles_used = int(self.tiles[m].sum())
-        energy = float(np.where(m, self.analog_energy_j, self.digital_energy_j).sum() + self.fixed_energy_j
-                       + (self.core_static_w + self.tile_static_w * tiles_used) * latency)
-        feasible = tiles_used <= self.tile_capacity and not bool((m & ~self.analog_capable).any())
-        return MappingCost(latency, energy, tiles_used, feasible,
-                           self.baseline.latency_s / latency, self.baseline.energy_j / energy)
+        if m.ndim != 1:
+            raise ValueError(f"{self.table.network}: evaluate takes one mapping; use evaluate_batch for {m.shape}")
+        row = {key: value[0] for key, value in self.evaluate_batch(m).items()}
+        return MappingCost(float(row["latency_s"]), float(row["energy_j"]), int(row["tiles_used"]),
+                           bool(row["feasible"]), float(row["speedup"]), float(row["energy_gain"]))
 
     def all_analog(self) -> np.ndarray:
         """Every analog-capable layer analog (may exceed the tile capacity)."""
@@ -186,3 +186,9 @@ class NetworkCost:
                 "energy_gain": float(self.digital_energy_j[i] / self.analog_energy_j[i]),
             })
         return rows
+
+
+def network_cost(spec: NetworkSpec, system: System) -> NetworkCost:
+    """The layer table of ``spec`` on ``system``'s tile size, costed."""
+    table = build_layer_table(spec.build(), spec.input_shape, spec.name, system.tiles.rows, system.tiles.cols)
+    return NetworkCost(table, system)

@@ -99,6 +99,8 @@ class System:
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> "System":
         """Validate a plain mapping (or OmegaConf node) into a System."""
+        if not isinstance(config, Mapping) and not hasattr(config, "_metadata"):
+            raise HardwareConfigError(f"hw must be a mapping or a preset name, got {config!r}")
         if hasattr(config, "_metadata"):
             from omegaconf import OmegaConf
 
@@ -130,3 +132,13 @@ class System:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def load_system(hw: str | Mapping[str, Any]) -> System:
+    """A hardware preset by name (``conf/hw/<name>.yaml``) or a description, validated."""
+    from common.presets import PresetError, load_preset
+
+    try:
+        return System.from_dict(load_preset("hw", hw))
+    except PresetError as error:
+        raise HardwareConfigError(str(error)) from error

@@ -13,9 +13,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from common.io import atomic_write  # noqa: E402
+
 TABLES = {
-    "zoo": [sys.executable, "-m", "workloads.train_zoo", "--table"],
-    "cost": [sys.executable, "-m", "hw_model.summary"],
+    "zoo": [sys.executable, "-m", "cli.train_zoo", "--table"],
+    "cost": [sys.executable, "-m", "cli.cost_summary"],
     "bench": [sys.executable, "-m", "bench.summarize"],
     "compare": [sys.executable, "-m", "bench.summarize", "--compare"],
 }
@@ -31,7 +35,7 @@ def main() -> int:
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- begin:{name} --> ... <!-- end:{name} --> markers")
         text = pattern.sub(lambda _: block, text)
-    readme.write_text(text)
+    atomic_write(readme, text)
     return 0
 
 

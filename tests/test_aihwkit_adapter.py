@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from hw_model.aihwkit_adapter import AnalogConversionError, drift_only, program_and_drift, read_tiles, to_analog
-from hw_model.fast_analog import FastAnalogLayer
-from hw_model.noise import NoiseConfig, NoiseConfigError
+from accuracy.aihwkit_adapter import AnalogConversionError, drift_only, program_and_drift, read_tiles, to_analog
+from accuracy.fast_analog import FastAnalogLayer
+from accuracy.noise import NoiseConfig, NoiseConfigError
 
 NOISE = NoiseConfig(name="lionheart")
 

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from agents.baselines import (AllAnalog, AllDigital, ExactVerifier, ExhaustiveOptimum, LionHeartGreedy,
-                              RandomFeasible, SensitivityKnapsack, fits)
+from agents.methods import (AllAnalog, AllDigital, ExhaustiveOptimum, LionHeartGreedy, RandomFeasible,
+                            SensitivityKnapsack, fits)
+from agents.verify import ExactVerifier
 from envs.tasks import build_task
-from hw_model.noise import NoiseConfig
-from hw_model.oracle import AccuracyOracle
+from accuracy.noise import NoiseConfig
+from accuracy.oracle import AccuracyOracle
 from workloads.registry import NetworkSpec
 
 T_S, THRESHOLD = 86_400.0, 0.6

@@ -3,7 +3,7 @@ import sqlite3
 
 import pytest
 
-from hw_model.cache import ResultCache, digest
+from accuracy.cache import ResultCache, digest
 
 
 def test_miss_then_hit(tmp_path):

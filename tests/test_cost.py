@@ -6,10 +6,11 @@ import yaml
 from torch import nn
 
 from hw_model.cost import NetworkCost, analog_layer_cost, digital_layer_cost, unmappable_cost
-from hw_model.report import network_cost
+from hw_model.cost import network_cost
 from hw_model.system import HardwareConfigError, System
 from workloads.layers import LayerTable, UnmappableOps, build_layer_table
-from workloads.registry import PROJECT_ROOT, NetworkSpec
+from common.paths import PROJECT_ROOT
+from workloads.registry import NetworkSpec
 
 # Round numbers so every figure below can be checked by hand.
 SIMPLE = {

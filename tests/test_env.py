@@ -14,7 +14,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from envs import ENV_ID, LayerMappingEnv
 from envs.reward import RewardWeights
 from envs.tasks import MappingTask, build_task
-from workloads.registry import PROJECT_ROOT, zoo_names
+from common.paths import PROJECT_ROOT
+from workloads.registry import zoo_names
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from agents.evaluation import SCHEMA_PATH, evaluate
+from reporting.evaluation import evaluate
+from reporting.mapping_file import SCHEMA_PATH
 from agents.training import train
-from hw_model.apply import build_hybrid_model, drift_seeded_forward
-from workloads.registry import PROJECT_ROOT
+from reporting.apply import build_hybrid_model, drift_seeded_forward
+from common.paths import PROJECT_ROOT
 
 CONF = str(PROJECT_ROOT / "conf")
 OUTPUTS = ("*.json", "*.csv", "*.md", "*.png", "*.tmp")
@@ -102,7 +103,7 @@ def test_corrupt_checkpoint_and_foreign_mapping_file(tmp_path, evaluated):
 def test_latest_policy_is_the_newest_runs_best_model(tmp_path):
     import os
 
-    from agents.evaluation import EvaluationInputError, latest_policy
+    from reporting.evaluation import EvaluationInputError, latest_policy
 
     with pytest.raises(EvaluationInputError, match="python train.py"):
         latest_policy(tmp_path)
@@ -120,7 +121,7 @@ def test_latest_policy_is_the_newest_runs_best_model(tmp_path):
 def test_lifetime_schedule_takes_a_faster_later_mapping_only_if_it_verifies_earlier(tmp_path):
     import numpy as np
 
-    from agents.evaluation import NetworkEvaluator
+    from reporting.evaluation import NetworkEvaluator
     from workloads.registry import NetworkSpec
 
     cfg = OmegaConf.to_container(compose_config(
@@ -130,8 +131,8 @@ def test_lifetime_schedule_takes_a_faster_later_mapping_only_if_it_verifies_earl
     slow, fast = np.array([0, 0, 0, 1, 0], bool), np.array([0, 1, 1, 1, 0], bool)
     assert evaluator.task.cost.evaluate(fast).speedup > evaluator.task.cost.evaluate(slow).speedup
     for threshold, replaced in ((100.0, True), (-100.0, False)):  # everything verifies / nothing does
-        points = [evaluator.result("ppo", slow, 3600.0, threshold, 2, 0, 0.0),
-                  evaluator.result("ppo", fast, 31_536_000.0, threshold, 2, 0, 0.0)]
+        points = [evaluator.result("ppo", slow, 3600.0, threshold, exact_evaluations=2),
+                  evaluator.result("ppo", fast, 31_536_000.0, threshold, exact_evaluations=2)]
         before = evaluator.verifier.evaluations
         schedule = evaluator.monotone_schedule(points)
         assert evaluator.verifier.evaluations == before + 1  # one exact evaluation for the candidate

@@ -81,11 +81,11 @@ def test_every_zoo_network_has_a_table(name):
 
 
 def test_cli_prints_a_table_and_rejects_unknown_networks():
-    done = subprocess.run([sys.executable, "-m", "workloads.layers", "network=lenet5"],
+    done = subprocess.run([sys.executable, "-m", "cli.layers", "network=lenet5"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "conv" in done.stdout and "classifier" in done.stdout and "lenet5" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "workloads.layers", "network=nope"],
+    bad = subprocess.run([sys.executable, "-m", "cli.layers", "network=nope"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Could not find 'network/nope'" in bad.stderr
     assert "Traceback" not in bad.stderr

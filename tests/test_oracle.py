@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hw_model.cache import ResultCache
-from hw_model.noise import NoiseConfig
-from hw_model.oracle import AccuracyOracle, MappingError
+from accuracy.cache import ResultCache
+from accuracy.noise import NoiseConfig
+from accuracy.oracle import AccuracyOracle, MappingError
 from workloads.registry import NetworkSpec
 
 HOUR, YEAR = 3600.0, 365 * 86_400.0
@@ -129,7 +129,7 @@ def test_weights_only_path_applies_the_programmed_drifted_weights(oracle):
     import torch
     from torch import nn
 
-    from hw_model.fast_analog import EffectiveWeightLayer
+    from accuracy.fast_analog import EffectiveWeightLayer
 
     conv_index = next(i for i, layer in enumerate(oracle.table.layers) if layer.kind == "conv")
     name = oracle.table.layers[conv_index].name

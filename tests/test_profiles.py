@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from hw_model.noise import NoiseConfig
-from hw_model.profiles import PROFILE_DIR, ProfilePlan, artifact_key, load_or_build, plan_for
+from accuracy.noise import NoiseConfig
+from accuracy.profiles import PROFILE_DIR, ProfilePlan, artifact_key, load_or_build, plan_for
 from workloads.registry import NetworkSpec, zoo_names
 
 NOISE = NoiseConfig(name="lionheart")

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from workloads.runtime import GLIBC_TUNABLES, fast_malloc_env, jemalloc_path
+from common.runtime import GLIBC_TUNABLES, fast_malloc_env, jemalloc_path
 
-PROBE = "from workloads.runtime import use_fast_malloc; use_fast_malloc(); import os; print(os.environ.get('LD_PRELOAD', ''), os.environ.get('GLIBC_TUNABLES', ''))"
+PROBE = "from common.runtime import use_fast_malloc; use_fast_malloc(); import os; print(os.environ.get('LD_PRELOAD', ''), os.environ.get('GLIBC_TUNABLES', ''))"
 
 
 def clean_env() -> dict:

@@ -11,9 +11,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents.ppo import build_model, make_vec_env
 from agents.training import env_kwargs_from, train
 from envs.tasks import build_task
-from hw_model.noise import NoiseConfig
+from accuracy.noise import NoiseConfig
 from hw_model.system import System
-from workloads.registry import PROJECT_ROOT
+from common.paths import PROJECT_ROOT
 
 CONF = str(PROJECT_ROOT / "conf")
 

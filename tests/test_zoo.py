@@ -4,7 +4,8 @@ import re
 import pytest
 import torch
 
-from workloads.registry import PROJECT_ROOT, NetworkError, NetworkSpec, zoo_names
+from common.paths import PROJECT_ROOT
+from workloads.registry import NetworkError, NetworkSpec, zoo_names
 from workloads.train_zoo import accuracy
 from workloads.zoo import BUILDERS
 

@@ -1,8 +1,6 @@
 """The layer table: a network's mappable layers in execution order, with their shapes and costs.
 
-Usage::
-
-    python -m workloads.layers network=resnet20 [tile.rows=256 tile.cols=256]
+Command line: ``python -m cli.layers network=resnet20 [tile.rows=256 tile.cols=256]``.
 
 For each ``nn.Conv2d`` / ``nn.Linear`` reached by a forward pass (batch of one, eval mode):
 name, kind, in/out features, kernel, stride, groups, output spatial size, vectors (MVMs per
@@ -208,18 +206,3 @@ def build_layer_table(model: nn.Module, input_shape: Iterable[int], network: str
         raise ValueError(f"{network}: no nn.Conv2d or nn.Linear layer was reached by a forward pass")
     return LayerTable(network=network, input_shape=input_shape, tile_rows=tile_rows, tile_cols=tile_cols,
                       layers=tuple(layers), unmappable=UnmappableOps(**extra))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from workloads.cli import compose_or_exit
-    from workloads.registry import NetworkSpec
-
-    cfg = compose_or_exit("layers", argv)
-    spec = NetworkSpec.from_config(cfg.network)
-    table = build_layer_table(spec.build(), spec.input_shape, spec.name, int(cfg.tile.rows), int(cfg.tile.cols))
-    print(table.format())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
+from common.paths import PROJECT_ROOT
+from common.presets import load_preset, preset_names
 from workloads.datasets import DataSplits, load_dataset
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-NETWORK_CONF_DIR = PROJECT_ROOT / "conf" / "network"
 
 
 class NetworkError(RuntimeError):
@@ -34,7 +32,7 @@ class NetworkSpec:
     model: dict[str, Any]
     checkpoint: str
     dataset: dict[str, Any] = field(default_factory=dict)
-    profile: dict[str, Any] = field(default_factory=dict)  # accuracy-artifact plan overrides (hw_model.profiles)
+    profile: dict[str, Any] = field(default_factory=dict)  # accuracy-artifact plan overrides (accuracy.profiles)
 
     @classmethod
     def from_config(cls, config: Any) -> "NetworkSpec":
@@ -57,10 +55,9 @@ class NetworkSpec:
     @classmethod
     def zoo(cls, name: str) -> "NetworkSpec":
         """The description of a zoo network by name (``conf/network/<name>.yaml``)."""
-        path = NETWORK_CONF_DIR / f"{name}.yaml"
-        if not path.is_file():
+        if name not in zoo_names():
             raise NetworkError(f"unknown network {name!r}; zoo networks: {', '.join(zoo_names())}")
-        return cls.from_config(yaml.safe_load(path.read_text()))
+        return cls.from_config(load_preset("network", name))
 
     @property
     def checkpoint_path(self) -> Path:
@@ -88,7 +85,7 @@ class NetworkSpec:
         path = self.checkpoint_path
         if not path.is_file():
             raise NetworkError(f"network {self.name!r}: checkpoint {path} does not exist; train it with "
-                               f"`python -m workloads.train_zoo --networks {self.name}` or fix 'checkpoint'")
+                               f"`python -m cli.train_zoo --networks {self.name}` or fix 'checkpoint'")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
@@ -114,7 +111,7 @@ class NetworkSpec:
 
 
 def zoo_names() -> list[str]:
-    return sorted(path.stem for path in NETWORK_CONF_DIR.glob("*.yaml"))
+    return preset_names("network")
 
 
 def file_sha256(path: Path) -> str:

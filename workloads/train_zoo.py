@@ -1,9 +1,6 @@
 """Train the network zoo on Fashion-MNIST, then fine-tune it hardware-aware.
 
-Usage::
-
-    python -m workloads.train_zoo                      # every zoo network, default recipe
-    python -m workloads.train_zoo --networks resnet20 --epochs 6 --hwa-epochs 1 --seed 0
+Command line: ``python -m cli.train_zoo`` (every network) or ``--networks resnet20 --seed 0``.
 
 Two phases per network:
 
@@ -20,11 +17,10 @@ Writes ``workloads/checkpoints/<name>.pt`` (a state dict, loadable with ``weight
 
 from __future__ import annotations
 
-import argparse
+import io
 import json
 import math
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,9 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.io import atomic_write
 from workloads.datasets import ImageSet
-from workloads.registry import NetworkSpec, file_sha256, zoo_names
+from workloads.registry import NetworkSpec, file_sha256
 
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 HWA_NOISE_STD = 0.08  # LionHeart's training-time weight noise, relative to the layer's max |w|
 
 
@@ -197,11 +195,11 @@ def train_network(name: str, recipe: Recipe, seed: int, out_dir: Path) -> dict:
         "python": platform.python_version(),
     }
     checkpoint = out_dir / f"{name}.pt"
-    tmp = checkpoint.with_suffix(".pt.tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(checkpoint)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    atomic_write(checkpoint, buffer.getvalue())
     result["sha256"] = file_sha256(checkpoint)
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(out_dir / f"{name}.json", json.dumps(result, indent=2) + "\n")
     log(f"{name}: test {result['test_accuracy']:.2f}% (with weight noise {result['test_accuracy_weight_noise']:.2f}%), "
         f"{result['train_seconds']:.0f} s")
     log_file.close()
@@ -226,31 +224,3 @@ def accuracy_table(out_dir: Path) -> str:
         lines.append(f"| `{name}` | {layers} | {params:,} | {meta['test_accuracy']:.2f} | "
                      f"{meta['test_accuracy_weight_noise']:.2f} | {meta['recipe']['epochs']} + {meta['recipe']['hwa_epochs']} |")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--networks", nargs="+", default=list(RECIPES), choices=zoo_names(),
-                        help="zoo networks to train (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, help="override the recipe's training epochs")
-    parser.add_argument("--hwa-epochs", type=int, help="override the recipe's hardware-aware epochs")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "checkpoints")
-    parser.add_argument("--table", action="store_true", help="print the accuracy table of trained checkpoints and exit")
-    args = parser.parse_args(argv)
-    if args.table:
-        print(accuracy_table(args.out))
-        return 0
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    for name in args.networks:
-        recipe = RECIPES[name]
-        if args.epochs is not None:
-            recipe = Recipe(**{**asdict(recipe), "epochs": args.epochs})
-        if args.hwa_epochs is not None:
-            recipe = Recipe(**{**asdict(recipe), "hwa_epochs": args.hwa_epochs})
-        train_network(name, recipe, args.seed, args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,9 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from workloads.registry import PROJECT_ROOT
+from common.paths import CONF_DIR
 
-CONF_DIR = PROJECT_ROOT / "conf"
 USAGE_EXIT_CODE = 2
 
 

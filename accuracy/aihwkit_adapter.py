@@ -41,7 +41,7 @@ from aihwkit.nn import AnalogConv2d, AnalogLinear
 from aihwkit.simulator.configs import TorchInferenceRPUConfig, WeightClipType, WeightRemapType
 from aihwkit.simulator.tiles.array import TileModuleArray
 
-from hw_model.noise import NoiseConfig
+from accuracy.noise import NoiseConfig
 
 AIHWKIT_VERSION = __import__("aihwkit").__version__
 

@@ -1,29 +1,27 @@
 """All-digital and all-analog cost of every zoo network on every hardware preset (Markdown).
 
-    python -m hw_model.summary
+    python -m cli.cost_summary
 """
 
 from __future__ import annotations
 
-import yaml
-
-from hw_model.report import network_cost
-from hw_model.system import System
-from workloads.registry import PROJECT_ROOT, NetworkSpec, zoo_names
-
-HW_DIR = PROJECT_ROOT / "conf" / "hw"
+from common.presets import preset_names
+from hw_model.cost import network_cost
+from hw_model.system import System, load_system
+from workloads.registry import NetworkSpec, zoo_names
 
 
 def presets() -> dict[str, System]:
-    return {path.stem: System.from_dict(yaml.safe_load(path.read_text())) for path in sorted(HW_DIR.glob("*.yaml"))}
+    return {name: load_system(name) for name in preset_names("hw")}
 
 
 def summary_markdown() -> str:
     lines = ["| network | hw | all-digital ms | all-digital uJ | all-analog speedup | all-analog energy gain | tiles needed / available |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    systems = presets()
     for name in zoo_names():
         spec = NetworkSpec.zoo(name)
-        for hw, system in presets().items():
+        for hw, system in systems.items():
             cost = network_cost(spec, system)
             analog = cost.evaluate(cost.all_analog())
             fits = "" if analog.feasible else " (does not fit)"
@@ -32,5 +30,10 @@ def summary_markdown() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def main() -> int:
     print(summary_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Per-network accuracy artifacts: the sensitivity profile and exact samples for the surrogate.
 
-    python -m hw_model.profiles --networks lenet5 resnet8     # (re)build and write the artifacts
+    python -m cli.build_profiles --networks lenet5 resnet8     # (re)build and write the artifacts
 
 Both are measured with the exact oracle (fast path) on the validation split and written to
 ``workloads/profiles/<network>.json`` beside the checkpoints, keyed by everything that changes
@@ -10,7 +10,6 @@ version). A missing or stale artifact is rebuilt when it is needed, never used.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -20,11 +19,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hw_model.cache import ResultCache
-from hw_model.noise import NoiseConfig
-from hw_model.oracle import ORACLE_VERSION, AccuracyOracle
-from hw_model.surrogate import T_GRID_S, YEAR_S, DropSurrogate, SensitivityProfile
-from workloads.registry import PROJECT_ROOT, NetworkSpec
+from accuracy.cache import ResultCache
+from accuracy.noise import NoiseConfig
+from accuracy.oracle import ORACLE_VERSION, AccuracyOracle
+from accuracy.surrogate import T_GRID_S, DropSurrogate, SensitivityProfile
+from common.io import atomic_write
+from common.paths import PROJECT_ROOT
+from common.units import HOUR_S, YEAR_S
+from workloads.registry import NetworkSpec
 
 PROFILE_DIR = PROJECT_ROOT / "workloads" / "profiles"
 DEFAULT_CACHE = PROJECT_ROOT / "cache" / "accuracy.sqlite"
@@ -37,7 +39,7 @@ class ProfilePlan:
     images: int = 1000
     seeds: tuple[int, ...] = (0, 1)
     samples: int = 150  # random mappings with exact drops (surrogate fitting and checking)
-    t_low_s: float = 3600.0  # samples' drift times: log-uniform in [t_low, t_high]
+    t_low_s: float = HOUR_S  # samples' drift times: log-uniform in [t_low, t_high]
     t_high_s: float = YEAR_S
     sample_seed: int = 0
 
@@ -134,35 +136,11 @@ def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan | Non
     else:
         reason = "it does not exist"
     if not allow_build:
-        raise FileNotFoundError(f"{path}: {reason}; build it with `python -m hw_model.profiles --networks {spec.name}`")
+        raise FileNotFoundError(f"{path}: {reason}; build it with `python -m cli.build_profiles --networks {spec.name}`")
     if progress:
         print(f"building {path}: {reason}", file=sys.stderr)
     cache = ResultCache(cache_path) if cache_path else None
     data = build(spec, noise, plan, cache, progress)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data) + "\n")
     return parse(data)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import yaml
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--networks", nargs="+", required=True)
-    parser.add_argument("--noise", default="lionheart", help="a conf/noise preset")
-    args = parser.parse_args(argv)
-    noise = NoiseConfig.from_dict(yaml.safe_load((PROJECT_ROOT / "conf" / "noise" / f"{args.noise}.yaml").read_text()))
-    for name in args.networks:
-        data = load_or_build(NetworkSpec.zoo(name), noise)
-        print(f"{name}: baseline {data.baseline:.2f}%, {len(data.drops)} samples, "
-              f"max single-layer drop {np.nanmax(data.profile.drops):.2f} points")
-    return 0
-
-
-if __name__ == "__main__":
-    from workloads.runtime import use_fast_malloc
-
-    use_fast_malloc()
-    raise SystemExit(main())

@@ -1,11 +1,11 @@
 """``evaluate(cfg, out_dir)``: verified mappings, lifetime schedules, reports and plots.
 
-For each network x t x threshold: a deterministic masked rollout of the trained policy, exact
-verification on the validation split (K seeds) with repair when infeasible, and a final report
-on the test split; every configured baseline side by side. Writes into ``out_dir``:
-``<network>.json`` (schema ``agents/schemas/mapping.schema.json``), ``summary.csv``,
-``summary.md`` and PNG plots. Every file is written atomically. All inputs are checked before
-anything is written.
+For each network x t x threshold: the trained policy's verified search (agents/verify.py,
+exact evaluations on the validation split, repair when needed) and a final report on the test
+split; every mapping method of the registry (``agents.methods``) that the configuration selects
+runs side by side. Writes into ``out_dir``: ``<network>.json`` (the mapping file,
+``reporting.mapping_file``), ``summary.csv``, ``summary.md`` and PNG plots. Every file is
+written atomically. All inputs are checked before anything is written.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,29 +21,27 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from agents import baselines as bl
+from accuracy.cache import ResultCache
+from accuracy.noise import load_noise
+from accuracy.oracle import AccuracyOracle, MappingError
+from accuracy.profiles import DEFAULT_CACHE
+from agents.methods import make_methods, method_names
 from agents.ppo import PolicyMapper
-from agents.verify import policy_search
-from envs.tasks import MappingTask, build_task, load_noise, load_system
-from hw_model.apply import check_same_network, read_mapping_file, select
-from hw_model.cache import ResultCache
-from hw_model.oracle import AccuracyOracle, MappingError
-from hw_model.profiles import DEFAULT_CACHE
-from workloads.registry import PROJECT_ROOT, NetworkError, NetworkSpec
+from agents.verify import ExactVerifier, policy_search
+from common.io import atomic_write
+from common.paths import PROJECT_ROOT
+from common.units import LIFETIME_S
+from envs.tasks import MappingTask, build_task
+from hw_model.system import load_system
+from reporting.mapping_file import (SCHEMA_VERSION, check_same_network, mapping_of, read_mapping_file, select,
+                                    write_mapping_file)
+from workloads.registry import NetworkError, NetworkSpec
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "mapping.schema.json"
-LIFETIME_S = {"1 hour": 3600.0, "1 day": 86_400.0, "1 week": 7 * 86_400.0, "1 month": 30 * 86_400.0,
-              "1 year": 365 * 86_400.0}
+NO_POLICY = "none"  # policy=none: only the mapping methods of the registry
 
 
 class EvaluationInputError(ValueError):
     """Bad input to evaluate.py (printed as one line, exit code 2)."""
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    tmp.replace(path)
 
 
 def latest_policy(root: Path = PROJECT_ROOT / "outputs" / "train") -> Path:
@@ -75,6 +72,10 @@ def check_inputs(cfg: dict[str, Any]) -> tuple[list[NetworkSpec], Path | None]:
     for threshold in cfg["thresholds"]:
         if not (isinstance(threshold, (int, float)) and threshold >= 0):
             raise EvaluationInputError(f"thresholds must be >= 0 points, got {threshold!r} in thresholds")
+    try:
+        method_names(cfg["baselines"])
+    except ValueError as error:
+        raise EvaluationInputError(f"baselines: {error}") from None
     specs = network_specs(cfg)
     for spec in specs:
         model = spec.load()  # raises NetworkError for a missing or corrupt checkpoint
@@ -83,12 +84,23 @@ def check_inputs(cfg: dict[str, Any]) -> tuple[list[NetworkSpec], Path | None]:
 
             names = [layer.name for layer in build_layer_table(model, spec.input_shape, spec.name).layers]
             check_same_network(read_mapping_file(cfg["mapping_file"]), spec, names)
-    if cfg.get("mapping_file"):
+    if cfg.get("mapping_file") or cfg.get("policy") == NO_POLICY:
         return specs, None
     policy = Path(cfg["policy"]) if cfg.get("policy") not in (None, "latest") else latest_policy()
     if not policy.is_file():
         raise EvaluationInputError(f"policy {policy} does not exist (give the .zip saved by train.py)")
     return specs, policy
+
+
+def load_mapper(policy: Path) -> PolicyMapper:
+    from sb3_contrib import MaskablePPO
+
+    try:
+        return PolicyMapper(MaskablePPO.load(policy, device="cpu"))
+    except Exception as error:  # SB3 raises many types for a damaged or foreign zip
+        raise EvaluationInputError(f"policy {policy} cannot be loaded ({type(error).__name__}: "
+                                   f"{str(error).splitlines()[0] if str(error) else ''}); give a .zip saved by "
+                                   "train.py") from error
 
 
 def accuracy_record(result, seeds, split: str) -> dict[str, Any]:
@@ -97,12 +109,12 @@ def accuracy_record(result, seeds, split: str) -> dict[str, Any]:
 
 
 class NetworkEvaluator:
-    """Everything evaluate needs for one network: task, exact oracles, baselines."""
+    """Everything evaluate needs for one network: task, exact oracles, counted verifier."""
 
     def __init__(self, spec: NetworkSpec, cfg: dict[str, Any]) -> None:
         self.spec, self.cfg = spec, cfg
         self.system = load_system(cfg["hw"])
-        self.noise = load_noise(cfg["noise"], self.system)
+        self.noise = load_noise(cfg["noise"], self.system.tiles.rows, self.system.tiles.cols)
         cache = ResultCache(cfg.get("cache") or DEFAULT_CACHE)
         self.task: MappingTask = build_task(spec, hw=cfg["hw"], noise=cfg["noise"],
                                             surrogate_model=cfg["env"]["surrogate_model"])
@@ -110,11 +122,15 @@ class NetworkEvaluator:
         self.validation = AccuracyOracle(spec, self.noise, images=verify["images"], seeds=verify["seeds"], cache=cache)
         self.test = AccuracyOracle(spec, self.noise, images=report["images"], seeds=report["seeds"],
                                    split="test", cache=cache)
-        self.verifier = bl.ExactVerifier(lambda m, t: self.validation.evaluate(m, t).drop)
+        self.verifier = ExactVerifier(lambda m, t: self.validation.evaluate(m, t).drop)
 
-    def result(self, method: str, mapping: np.ndarray, t_s: float, threshold: float, exact_evaluations: int,
-               repaired: int, wall_s: float) -> dict[str, Any]:
-        table = self.task.cost.table
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.task.cost.table.layers]
+
+    def result(self, method: str, mapping: np.ndarray, t_s: float, threshold: float, *, exact_evaluations: int,
+               repaired_layers: int = 0, wall_s: float = 0.0) -> dict[str, Any]:
+        """One mapping's full record: layers, predicted, verified (validation) and test accuracy, cost."""
         cost = self.task.cost.evaluate(mapping)
         verified = self.validation.evaluate(mapping, t_s)
         tested = self.test.evaluate(mapping, t_s)
@@ -122,22 +138,21 @@ class NetworkEvaluator:
             "method": method, "t_s": t_s, "threshold": threshold, "mapping": mapping.astype(int).tolist(),
             "layers": [{"name": layer.name, "kind": layer.kind, "target": "analog" if mapping[i] else "digital",
                         "tiles": int(self.task.cost.tiles[i]), "macs": int(layer.macs)}
-                       for i, layer in enumerate(table.layers)],
+                       for i, layer in enumerate(self.task.cost.table.layers)],
             "predicted_drop": float(self.task.drop(mapping, t_s)) if mapping.any() else 0.0,
             "verified": accuracy_record(verified, self.validation.seeds, "validation"),
             "test": accuracy_record(tested, self.test.seeds, "test"),
             "speedup": cost.speedup, "energy_gain": cost.energy_gain, "tiles_used": cost.tiles_used,
             "feasible": bool(verified.drop <= threshold and cost.feasible),
-            "exact_evaluations": exact_evaluations, "repaired_layers": repaired, "wall_s": round(wall_s, 3),
+            "exact_evaluations": exact_evaluations, "repaired_layers": repaired_layers, "wall_s": round(wall_s, 3),
         }
 
     def policy_result(self, mapper: PolicyMapper, t_s: float, threshold: float) -> dict[str, Any]:
         start = time.perf_counter()
         verified = policy_search(mapper, self.task, t_s, threshold, self.verifier,
                                  evaluations=int(self.cfg.get("policy_evaluations", 2)))
-        wall = time.perf_counter() - start
-        return self.result("ppo", verified.mapping, t_s, threshold, verified.exact_evaluations,
-                           verified.repaired_layers, wall)
+        return self.result("ppo", verified.mapping, t_s, threshold, exact_evaluations=verified.exact_evaluations,
+                           repaired_layers=verified.repaired_layers, wall_s=time.perf_counter() - start)
 
     def monotone_schedule(self, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drift only grows, so a mapping verified at a later time is a candidate for every earlier
@@ -154,20 +169,16 @@ class NetworkEvaluator:
             start, before = time.perf_counter(), self.verifier.evaluations
             drop = self.verifier(mapping, here["t_s"])
             if drop <= here["threshold"]:
-                points[k] = self.result("ppo", mapping, here["t_s"], here["threshold"],
-                                        here["exact_evaluations"] + self.verifier.evaluations - before,
-                                        here["repaired_layers"], here["wall_s"] + time.perf_counter() - start)
+                points[k] = self.result(
+                    "ppo", mapping, here["t_s"], here["threshold"],
+                    exact_evaluations=here["exact_evaluations"] + self.verifier.evaluations - before,
+                    repaired_layers=here["repaired_layers"], wall_s=here["wall_s"] + time.perf_counter() - start)
         return points
 
     def baselines(self, t_s: float, threshold: float) -> list[dict[str, Any]]:
-        methods: list[Any] = [bl.LionHeartGreedy(self.verifier), bl.SensitivityKnapsack(),
-                              bl.RandomFeasible(seed=0), bl.AllAnalog()]
-        if bl.ExhaustiveOptimum.applicable(self.task) and self.cfg.get("optimum", True):
-            methods.append(bl.ExhaustiveOptimum(self.verifier))
+        """Every selected mapping method of the registry at one point, verified on the validation split."""
         rows = []
-        for method in methods:
-            if method.name not in self.cfg["baselines"]:
-                continue
+        for method in make_methods(self.task, self.verifier, self.cfg["baselines"], self.cfg.get("method_options")):
             start = time.perf_counter()
             proposal = method.propose(self.task, t_s, threshold)
             drop = self.validation.evaluate(proposal.mapping, t_s).drop
@@ -191,79 +202,80 @@ def lifetime(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return moves
 
 
+def evaluate_network(evaluator: NetworkEvaluator, cfg: dict[str, Any], mapper: PolicyMapper | None,
+                     fixed: dict[str, Any] | None, policy: Path | None, advance) -> dict[str, Any]:
+    """One network's mapping file document; ``advance()`` is called once per finished point."""
+    results, baseline_rows = [], []
+    for t_s in cfg["times_s"]:
+        for threshold in cfg["thresholds"]:
+            if fixed is not None:
+                mapping = evaluator.validation.validate(mapping_of(select(fixed)))
+                results.append(evaluator.result("file", mapping, t_s, threshold, exact_evaluations=1))
+            else:
+                if mapper is not None:
+                    results.append(evaluator.policy_result(mapper, t_s, threshold))
+                baseline_rows += evaluator.baselines(t_s, threshold)
+            advance()
+    points = []
+    for t_s in LIFETIME_S.values() if mapper is not None else ():
+        points.append(evaluator.policy_result(mapper, t_s, cfg["lifetime_threshold"]))
+        advance()
+    points = evaluator.monotone_schedule(points)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "network": {"name": evaluator.spec.name, "checkpoint_sha256": evaluator.spec.checkpoint_sha256(),
+                    "layers": evaluator.layer_names},
+        "hw": evaluator.system.to_dict(),
+        "device": {**dataclasses.asdict(evaluator.noise), "digest": evaluator.noise.digest()},
+        "policy": str(policy) if policy else None,
+        "results": results, "baselines": baseline_rows,
+        "lifetime": {"threshold": cfg["lifetime_threshold"], "points": points, "moves_to_digital": lifetime(points)},
+    }
+
+
+SUMMARY_FIELDS = ("network", "t_s", "threshold", "method", "speedup", "energy_gain", "verified_drop", "test_drop",
+                  "feasible", "exact_evaluations", "wall_s")
+
+
+def summary_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per mapping of a document (policy or file results first, then the methods)."""
+    name = document["network"]["name"]
+    rows = [{"network": name, "t_s": r["t_s"], "threshold": r["threshold"], "method": r["method"],
+             "speedup": r["speedup"], "energy_gain": r["energy_gain"], "verified_drop": r["verified"]["drop"],
+             "test_drop": r["test"]["drop"], "feasible": r["feasible"], "exact_evaluations": r["exact_evaluations"],
+             "wall_s": r["wall_s"]} for r in document["results"]]
+    rows += [{"network": name, "t_s": r["t_s"], "threshold": r["threshold"], "method": r["method"],
+              "speedup": r["speedup"], "energy_gain": r["energy_gain"], "verified_drop": r["verified_drop"],
+              "test_drop": None, "feasible": r["feasible"], "exact_evaluations": r["exact_evaluations"],
+              "wall_s": r["wall_s"]} for r in document["baselines"]]
+    return rows
+
+
 def evaluate(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Evaluate as configured; returns {network: document} and writes the files (see module doc)."""
-    import jsonschema
-    from sb3_contrib import MaskablePPO
-
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     specs, policy = check_inputs(cfg)
-    mapper = None
-    if policy:
-        try:
-            mapper = PolicyMapper(MaskablePPO.load(policy, device="cpu"))
-        except Exception as error:  # SB3 raises many types for a damaged or foreign zip
-            raise EvaluationInputError(f"policy {policy} cannot be loaded ({type(error).__name__}: "
-                                       f"{str(error).splitlines()[0] if str(error) else ''}); give a .zip saved by "
-                                       "train.py") from error
+    mapper = load_mapper(policy) if policy else None
     fixed = read_mapping_file(cfg["mapping_file"]) if cfg.get("mapping_file") else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    schema = json.loads(SCHEMA_PATH.read_text())
-    documents, summary = {}, []
     per_network = len(cfg["times_s"]) * len(cfg["thresholds"]) + (len(LIFETIME_S) if mapper is not None else 0)
     bar = tqdm(total=len(specs) * per_network, unit="point", desc="evaluating", dynamic_ncols=True,
                disable=not cfg.get("progress", True))
+    documents, summary = {}, []
     for spec in specs:
         bar.set_postfix(network=spec.name)
         evaluator = NetworkEvaluator(spec, cfg)
-        layer_names = [layer.name for layer in evaluator.task.cost.table.layers]
         if fixed is not None:
-            check_same_network(fixed, spec, layer_names)
-        results, baseline_rows = [], []
-        for t_s in cfg["times_s"]:
-            for threshold in cfg["thresholds"]:
-                if fixed is not None:
-                    mapping = np.array(select(fixed)["mapping"], bool)
-                    evaluator.validation.validate(mapping)
-                    results.append(evaluator.result("file", mapping, t_s, threshold, 1, 0, 0.0))
-                    bar.update(1)
-                    continue
-                results.append(evaluator.policy_result(mapper, t_s, threshold))
-                baseline_rows += evaluator.baselines(t_s, threshold)
-                bar.update(1)
-        points = []
-        for t_s in LIFETIME_S.values() if mapper is not None else ():
-            points.append(evaluator.policy_result(mapper, t_s, cfg["lifetime_threshold"]))
-            bar.update(1)
-        points = evaluator.monotone_schedule(points)
-        document = {
-            "schema_version": 1,
-            "network": {"name": spec.name, "checkpoint_sha256": spec.checkpoint_sha256(), "layers": layer_names},
-            "hw": evaluator.system.to_dict(),
-            "device": {**dataclasses.asdict(evaluator.noise), "digest": evaluator.noise.digest()},
-            "policy": str(policy) if policy else None,
-            "results": results, "baselines": baseline_rows,
-            "lifetime": {"threshold": cfg["lifetime_threshold"], "points": points, "moves_to_digital": lifetime(points)},
-        }
-        jsonschema.validate(document, schema)
-        atomic_write(out / f"{spec.name}.json", json.dumps(document, indent=2) + "\n")
+            check_same_network(fixed, spec, evaluator.layer_names)
+        document = evaluate_network(evaluator, cfg, mapper, fixed, policy, lambda: bar.update(1))
+        write_mapping_file(out / f"{spec.name}.json", document)
         documents[spec.name] = document
-        for row in results:
-            summary.append({"network": spec.name, "t_s": row["t_s"], "threshold": row["threshold"],
-                            "method": row["method"], "speedup": row["speedup"], "energy_gain": row["energy_gain"],
-                            "verified_drop": row["verified"]["drop"], "test_drop": row["test"]["drop"],
-                            "feasible": row["feasible"], "exact_evaluations": row["exact_evaluations"],
-                            "wall_s": row["wall_s"]})
-        for row in baseline_rows:
-            summary.append({"network": spec.name, "t_s": row["t_s"], "threshold": row["threshold"],
-                            "method": row["method"], "speedup": row["speedup"], "energy_gain": row["energy_gain"],
-                            "verified_drop": row["verified_drop"], "test_drop": None, "feasible": row["feasible"],
-                            "exact_evaluations": row["exact_evaluations"], "wall_s": row["wall_s"]})
+        summary += summary_rows(document)
     bar.close()
     write_summaries(out, summary)
-    from agents.plots import write_plots
+    from reporting.plots import write_plots
 
     write_plots(out, documents)
     return documents
@@ -271,9 +283,7 @@ def evaluate(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> dict[str,
 
 def write_summaries(out: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
-    fields = ["network", "t_s", "threshold", "method", "speedup", "energy_gain", "verified_drop", "test_drop",
-              "feasible", "exact_evaluations", "wall_s"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer = csv.DictWriter(buffer, fieldnames=list(SUMMARY_FIELDS))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(out / "summary.csv", buffer.getvalue())

@@ -3,7 +3,7 @@
 aihwkit's torch tile runs, per tile and per batch, an iterative loop of DAC quantisation,
 MVM, output noise and ADC quantisation, halving the inputs and redoing the whole batch when any
 output clips. This module keeps the device state exactly (the tiles' drifted conductances, mapping
-scales and drift-compensation factors come from :mod:`hw_model.aihwkit_adapter`) and replaces
+scales and drift-compensation factors come from :mod:`accuracy.aihwkit_adapter`) and replaces
 the loop by one pass with the same statistics:
 
 * noise management: each input vector (a convolution patch) is scaled by its abs-max ``nm``
@@ -21,15 +21,25 @@ How close this is to the reference path is measured by ``bench/bench_oracle.py``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hw_model.aihwkit_adapter import LayerState
-from hw_model.noise import NoiseConfig
+from accuracy.aihwkit_adapter import LayerState, TileState
+from accuracy.noise import NoiseConfig
 
 MAX_REDUCTION = 32.0  # aihwkit's last bound-management attempt with 8-bit inputs (0.25 / di = 31.75)
+
+
+@dataclass(frozen=True)
+class NoisyTile:
+    """A programmed, drifted tile and the standard deviation of its I/O noise per output, in output
+    units per unit of ``nm * red`` (see the module docstring)."""
+
+    state: TileState
+    noise_std: torch.Tensor  # (outputs,)
 
 
 class FastAnalogLayer(nn.Module):
@@ -52,15 +62,15 @@ class FastAnalogLayer(nn.Module):
         self.out_bound = noise.out_bound
         self.bias = state.bias
         self.row_blocks: list[tuple[int, int]] = sorted({(t.in_start, t.in_stop) for t in state.tiles})
-        self.tiles = []
+        self.tiles: list[NoisyTile] = []
         for tile in state.tiles:
             row_norm_sq = tile.weight.pow(2).sum(dim=1)
             variance_unit = noise.out_noise ** 2 + do ** 2 / 12.0 + di ** 2 / 12.0 * row_norm_sq
-            self.tiles.append((tile.in_start, tile.in_stop, tile.out_start, tile.out_stop,
-                               tile.weight, tile.scale, variance_unit.sqrt() * tile.scale))
+            self.tiles.append(NoisyTile(tile, variance_unit.sqrt() * tile.scale))
         # One convolution for the whole layer when it fits one row of tiles.
         if self.is_conv and len(self.row_blocks) == 1:
-            normalised = torch.cat([t[4] for t in sorted(self.tiles, key=lambda t: t[2])], dim=0)
+            by_output = sorted(self.tiles, key=lambda t: t.state.out_start)
+            normalised = torch.cat([t.state.weight for t in by_output], dim=0)
             self.conv_weight = normalised.reshape(state.out_features, self.in_channels, *self.kernel_size)
 
     def _reduction(self, z: torch.Tensor, nm: torch.Tensor) -> float:
@@ -71,15 +81,14 @@ class FastAnalogLayer(nn.Module):
             return 1.0
         return min(MAX_REDUCTION, 2.0 ** math.ceil(math.log2(peak / self.out_bound)))
 
-    def _noisy(self, z: torch.Tensor, nm: torch.Tensor, tile: tuple, out_dim: int) -> torch.Tensor:
+    def _noisy(self, z: torch.Tensor, nm: torch.Tensor, tile: NoisyTile, out_dim: int) -> torch.Tensor:
         """Scaled tile output with its I/O noise; ``z`` in normalised units (overwritten),
         outputs along out_dim."""
-        _, _, out_start, out_stop, _, scale, noise_std = tile
         shape = [1] * z.dim()
         shape[out_dim] = -1
         reduction = self._reduction(z, nm)
-        noise = torch.randn(z.shape, generator=self.generator).mul_(nm * reduction).mul_(noise_std.view(shape))
-        return z.mul_(scale.view(shape)).add_(noise)
+        noise = torch.randn(z.shape, generator=self.generator).mul_(nm * reduction).mul_(tile.noise_std.view(shape))
+        return z.mul_(tile.state.scale.view(shape)).add_(noise)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_conv and len(self.row_blocks) == 1:
@@ -104,7 +113,7 @@ class FastAnalogLayer(nn.Module):
             return out if self.bias is None else out.add_(self.bias.view(1, -1, 1, 1))
         out = torch.empty_like(z)
         for tile in self.tiles:
-            out_start, out_stop = tile[2], tile[3]
+            out_start, out_stop = tile.state.out_start, tile.state.out_stop
             out[:, out_start:out_stop] = self._noisy(z[:, out_start:out_stop], nm, tile, out_dim=1)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
@@ -115,10 +124,10 @@ class FastAnalogLayer(nn.Module):
             nm = part.abs().amax(dim=-1, keepdim=True)
             nm = torch.where(nm > 0, nm, torch.ones_like(nm))
             for tile in self.tiles:
-                if tile[0] != in_start:
+                if tile.state.in_start != in_start:
                     continue
-                z = part @ tile[4].T
-                out[..., tile[2]:tile[3]] += self._noisy(z, nm, tile, out_dim=z.dim() - 1)
+                z = part @ tile.state.weight.T
+                out[..., tile.state.out_start:tile.state.out_stop] += self._noisy(z, nm, tile, out_dim=z.dim() - 1)
         return out if self.bias is None else out + self.bias
 
 

@@ -1,22 +1,14 @@
 """Per-layer cost table of a network on a system, with all-digital and all-analog totals.
 
-Usage::
-
-    python -m hw_model.report network=resnet20 hw=alpine_like
+    python -m cli.report network=resnet20 hw=alpine_like
 """
 
 from __future__ import annotations
 
-from hw_model.cost import NetworkCost
+from cli.plumbing import compose_or_exit, run_main
+from hw_model.cost import NetworkCost, network_cost
 from hw_model.system import HardwareConfigError, System
-from workloads.layers import build_layer_table
 from workloads.registry import NetworkError, NetworkSpec
-
-
-def network_cost(spec: NetworkSpec, system: System) -> NetworkCost:
-    """Layer table of ``spec`` on ``system``'s tile size, costed."""
-    table = build_layer_table(spec.build(), spec.input_shape, spec.name, system.tiles.rows, system.tiles.cols)
-    return NetworkCost(table, system)
 
 
 def format_report(cost: NetworkCost) -> str:
@@ -55,8 +47,6 @@ def format_report(cost: NetworkCost) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from workloads.cli import compose_or_exit, run_main
-
     cfg = compose_or_exit("report", argv)
 
     def report() -> int:

@@ -1,19 +1,22 @@
-"""Mapping baselines behind one interface: ``propose(task, t_s, threshold) -> Proposal``.
+"""Mapping methods behind one interface, ``propose(task, t_s, threshold) -> Proposal``, and ONE
+registry of them (:data:`METHODS`): evaluate.py, the comparison benchmark and its summaries take
+their list from here, so adding a method is one class, one ``@register_method`` and one test.
 
 Every method returns a mapping that respects the action masks (only analog-capable layers
 analog, tiles within capacity) and reports how many exact accuracy evaluations it used.
+Methods that evaluate exactly get an evaluation-counting :class:`agents.verify.ExactVerifier`.
 
-* ``AllDigital``: nothing analog (always feasible, speedup 1).
-* ``AllAnalog``: every analog-capable layer, largest MACs first, while the tiles fit; ignores accuracy.
-* ``RandomFeasible``: a random mask-respecting mapping, thinned at random until the surrogate
+* ``all_digital``: nothing analog (always feasible, speedup 1). Not run by default.
+* ``all_analog``: every analog-capable layer, largest MACs first, while the tiles fit; ignores accuracy.
+* ``random``: a random mask-respecting mapping, thinned at random until the surrogate
   predicts it within the threshold.
-* ``LionHeartGreedy``: layers by descending MACs (ties in network order); a layer stays analog if
+* ``lionheart_greedy``: layers by descending MACs (ties in network order); a layer stays analog if
   the *exact* drop with it and every earlier kept layer is within the threshold. One exact
   evaluation per analog-capable layer that fits; no retraining.
-* ``SensitivityKnapsack``: maximise the latency saved (i.e. the speedup) subject to the additive
+* ``knapsack``: maximise the latency saved (i.e. the speedup) subject to the additive
   predicted drop (sensitivity profile at t) <= threshold and tiles <= capacity; exact dynamic
   programming over a 0.01-point drop grid and the integer tile budget.
-* ``ExhaustiveOptimum``: for networks of at most 14 layers, every mask-respecting mapping in
+* ``optimum``: for networks of at most 14 layers, every mask-respecting mapping in
   order of speedup; those the surrogate puts within ``threshold + screen_margin`` are verified
   exactly until the first verified-feasible one (at most ``max_evaluations``).
 """
@@ -21,10 +24,11 @@ analog, tiles within capacity) and reports how many exact accuracy evaluations i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from agents.verify import ExactVerifier
 from envs.tasks import MappingTask
 
 DROP_GRID = 0.01  # points per knapsack drop unit
@@ -37,24 +41,71 @@ class Proposal:
     exact_evaluations: int
 
 
-class ExactVerifier:
-    """Counts the exact accuracy evaluations a method asks for: ``drop(mapping, t)``."""
-
-    def __init__(self, drop: Callable[[np.ndarray, float], float]) -> None:
-        self._drop = drop
-        self.evaluations = 0
-
-    def __call__(self, mapping: np.ndarray, t_s: float) -> float:
-        if not np.any(mapping):
-            return 0.0
-        self.evaluations += 1
-        return float(self._drop(np.asarray(mapping, bool), t_s))
-
-
-class Baseline(Protocol):
+class MappingMethod(Protocol):
     name: str
 
     def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal: ...
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One registered method: how to build it and where it applies."""
+
+    name: str
+    label: str  # for tables and plots
+    factory: Callable[..., MappingMethod]  # factory(verifier=..., **options)
+    exact: bool  # spends exact evaluations (gets the verifier)
+    default: bool  # run when the configuration asks for "all"
+    applicable: Callable[[MappingTask], bool]
+
+
+METHODS: dict[str, MethodEntry] = {}
+
+
+def register_method(name: str, *, label: str | None = None, exact: bool = False, default: bool = True,
+                    applicable: Callable[[MappingTask], bool] | None = None):
+    """Class decorator: register a mapping method under ``name`` (its constructor takes the
+    keyword ``verifier`` when ``exact``, and its configurable options as keywords)."""
+    def decorate(cls):
+        if name in METHODS:
+            raise ValueError(f"a mapping method named {name!r} is already registered")
+        cls.name = name
+        METHODS[name] = MethodEntry(name, label or name, cls, exact, default,
+                                    applicable or (lambda task: True))
+        return cls
+    return decorate
+
+
+def method_names(selection: str | Sequence[str] = "all") -> list[str]:
+    """Registered names, in registration order: every default method for "all", else the
+    given ones (an unknown name is a ValueError naming the choices)."""
+    if isinstance(selection, str):
+        if selection != "all":
+            selection = [selection]
+        else:
+            return [name for name, entry in METHODS.items() if entry.default]
+    unknown = [name for name in selection if name not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown mapping method(s) {', '.join(map(repr, unknown))}; registered: "
+                         f"{', '.join(METHODS)}")
+    return [name for name in METHODS if name in selection]
+
+
+def make_methods(task: MappingTask, verifier: ExactVerifier, selection: str | Sequence[str] = "all",
+                 options: dict[str, dict[str, Any]] | None = None) -> list[MappingMethod]:
+    """The selected methods that apply to ``task``, built with their options
+    (``options[name]``: keyword arguments), exact ones sharing ``verifier``."""
+    options = options or {}
+    methods = []
+    for name in method_names(selection):
+        entry = METHODS[name]
+        if not entry.applicable(task):
+            continue
+        kwargs = dict(options.get(name) or {})
+        if entry.exact:
+            kwargs["verifier"] = verifier
+        methods.append(entry.factory(**kwargs))
+    return methods
 
 
 def fits(task: MappingTask, mapping: np.ndarray) -> bool:
@@ -67,46 +118,8 @@ def mac_order(task: MappingTask) -> np.ndarray:
     return np.argsort(-task.cost.macs, kind="stable")
 
 
-class AllDigital:
-    name = "all_digital"
-
-    def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
-        return Proposal(self.name, np.zeros(len(task), bool), 0)
-
-
-class AllAnalog:
-    name = "all_analog"
-
-    def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
-        mapping = np.zeros(len(task), bool)
-        left = task.cost.tile_capacity
-        for i in mac_order(task):
-            if task.cost.analog_capable[i] and task.cost.tiles[i] <= left:
-                mapping[i] = True
-                left -= int(task.cost.tiles[i])
-        return Proposal(self.name, mapping, 0)
-
-
-class RandomFeasible:
-    name = "random"
-
-    def __init__(self, seed: int = 0) -> None:
-        self.rng = np.random.default_rng(seed)
-
-    def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
-        mapping = np.zeros(len(task), bool)
-        left = task.cost.tile_capacity
-        for i in self.rng.permutation(len(task)):
-            if task.cost.analog_capable[i] and task.cost.tiles[i] <= left and self.rng.random() < 0.5:
-                mapping[i] = True
-                left -= int(task.cost.tiles[i])
-        while mapping.any() and task.drop(mapping, t_s) > threshold:
-            mapping[self.rng.choice(np.flatnonzero(mapping))] = False
-        return Proposal(self.name, mapping, 0)
-
-
+@register_method("lionheart_greedy", label="LionHeart greedy", exact=True)
 class LionHeartGreedy:
-    name = "lionheart_greedy"
 
     def __init__(self, verifier: ExactVerifier) -> None:
         self.verifier = verifier
@@ -126,8 +139,8 @@ class LionHeartGreedy:
         return Proposal(self.name, mapping, self.verifier.evaluations - start)
 
 
+@register_method("knapsack", label="knapsack")
 class SensitivityKnapsack:
-    name = "knapsack"
 
     def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
         cost = task.cost
@@ -156,8 +169,12 @@ class SensitivityKnapsack:
         return Proposal(self.name, mapping, 0)
 
 
+def _small_enough(task: MappingTask) -> bool:
+    return len(task) <= ExhaustiveOptimum.MAX_LAYERS
+
+
+@register_method("optimum", label="optimum", exact=True, applicable=_small_enough)
 class ExhaustiveOptimum:
-    name = "optimum"
     MAX_LAYERS = 14
 
     def __init__(self, verifier: ExactVerifier, screen_margin: float = 1.0, max_evaluations: int = 200) -> None:
@@ -165,7 +182,7 @@ class ExhaustiveOptimum:
 
     @staticmethod
     def applicable(task: MappingTask) -> bool:
-        return len(task) <= ExhaustiveOptimum.MAX_LAYERS
+        return _small_enough(task)
 
     def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
         if not self.applicable(task):
@@ -197,3 +214,42 @@ class ExhaustiveOptimum:
         if batch is not None:
             return batch(mappings, t_s)
         return np.array([task.drop(m, t_s) if m.any() else 0.0 for m in mappings])
+
+
+
+@register_method("random", label="random")
+class RandomFeasible:
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
+        mapping = np.zeros(len(task), bool)
+        left = task.cost.tile_capacity
+        for i in self.rng.permutation(len(task)):
+            if task.cost.analog_capable[i] and task.cost.tiles[i] <= left and self.rng.random() < 0.5:
+                mapping[i] = True
+                left -= int(task.cost.tiles[i])
+        while mapping.any() and task.drop(mapping, t_s) > threshold:
+            mapping[self.rng.choice(np.flatnonzero(mapping))] = False
+        return Proposal(self.name, mapping, 0)
+
+
+@register_method("all_analog", label="all-analog")
+class AllAnalog:
+
+    def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
+        mapping = np.zeros(len(task), bool)
+        left = task.cost.tile_capacity
+        for i in mac_order(task):
+            if task.cost.analog_capable[i] and task.cost.tiles[i] <= left:
+                mapping[i] = True
+                left -= int(task.cost.tiles[i])
+        return Proposal(self.name, mapping, 0)
+
+
+@register_method("all_digital", label="all-digital", default=False)
+class AllDigital:
+
+    def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
+        return Proposal(self.name, np.zeros(len(task), bool), 0)

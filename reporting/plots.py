@@ -8,16 +8,8 @@ from typing import Any
 
 import numpy as np
 
-
-def human_time(t_s: float) -> str:
-    """3600 -> '1 hour', 86400 -> '1 day', 31536000 -> '1 year'."""
-    for unit, seconds in (("year", 365 * 86_400), ("month", 30 * 86_400), ("week", 7 * 86_400),
-                          ("day", 86_400), ("hour", 3600), ("min", 60)):
-        if t_s >= seconds:
-            value = t_s / seconds
-            text = f"{value:.3g} {unit}"
-            return text + ("s" if value != 1 and unit != "min" else "")
-    return f"{t_s:.3g} s"
+from common.io import atomic_write
+from common.units import human_time
 
 
 def _save(fig, path: Path) -> None:
@@ -26,9 +18,7 @@ def _save(fig, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    atomic_write(path, buffer.getvalue())
 
 
 def write_plots(out: Path, documents: dict[str, dict[str, Any]]) -> None:

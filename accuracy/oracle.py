@@ -12,10 +12,10 @@ and the same in both paths:
 * ``method="reference"``: aihwkit analog modules for exactly the analog layers, forward through
   aihwkit's tiles (its output noise drawn from the seeded global RNG, inside ``fork_rng``).
 * ``method="fast"`` (default): the same programmed, drifted tiles read out of aihwkit, and a
-  plain-torch forward (:mod:`hw_model.fast_analog`). 2.9-4.6x faster than the reference; the
+  plain-torch forward (:mod:`accuracy.fast_analog`). 2.9-4.6x faster than the reference; the
   agreement is measured by ``bench/bench_oracle.py``.
 
-Results are cached in SQLite (:mod:`hw_model.cache`) under a key of everything that changes
+Results are cached in SQLite (:mod:`accuracy.cache`) under a key of everything that changes
 them: checkpoint hash, mapping, t, seeds, image count, batch size, device-configuration hash,
 tile size, method and ``ORACLE_VERSION``.
 """
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from hw_model import aihwkit_adapter as adapter
-from hw_model.cache import ResultCache
-from hw_model.fast_analog import EffectiveWeightLayer, FastAnalogLayer
-from hw_model.noise import NoiseConfig
+from accuracy import aihwkit_adapter as adapter
+from accuracy.cache import ResultCache
+from accuracy.fast_analog import EffectiveWeightLayer, FastAnalogLayer
+from accuracy.noise import NoiseConfig
 from workloads.datasets import ImageSet
 from workloads.layers import LayerTable, build_layer_table
 from workloads.registry import NetworkSpec

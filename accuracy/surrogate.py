@@ -25,8 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
+from common.units import YEAR_S
+
 # Drift times of the sensitivity profile: 1 s to 10 years, one point per decade plus the ends.
-YEAR_S = 365.0 * 86_400.0
 T_GRID_S = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 10 * YEAR_S)
 MODELS = ("additive", "linear", "trees")
 
@@ -84,6 +85,11 @@ def features(profile: SensitivityProfile, mappings: np.ndarray, t_s: np.ndarray 
     return out
 
 
+def _linear_design(X: np.ndarray) -> np.ndarray:
+    """The linear model's regressors: the first five features, additive x n_share, an intercept."""
+    return np.column_stack([X[:, :5], X[:, 0] * X[:, 3], np.ones(len(X))])
+
+
 @dataclass
 class DropSurrogate:
     """Predicts drop(mapping, t) for one network (see the module docstring)."""
@@ -105,7 +111,7 @@ class DropSurrogate:
         if self.model == "linear":
             from scipy.optimize import nnls
 
-            design = np.column_stack([X[:, :5], X[:, 0] * X[:, 3], np.ones(len(X))])
+            design = _linear_design(X)
             # NNLS keeps every term's sign physical; the intercept may be either sign.
             positive, _ = nnls(np.column_stack([design, -np.ones(len(X))]), y)
             self._coef = positive[:-2].tolist() + [positive[-2] - positive[-1]]
@@ -127,8 +133,7 @@ class DropSurrogate:
         elif self.model == "linear":
             if self._coef is None:
                 raise RuntimeError("fit the surrogate before predicting")
-            design = np.column_stack([X[:, :5], X[:, 0] * X[:, 3], np.ones(len(X))])
-            pred = design @ self._coef
+            pred = _linear_design(X) @ self._coef
         else:
             if self._trees is None:
                 raise RuntimeError("fit the surrogate before predicting")

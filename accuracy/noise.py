@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hw_model.cache import digest
+from accuracy.cache import digest
 
 DRIFT_COMPENSATIONS = ("global", "none")
 REMAPS = ("channelwise_symmetric", "none")
@@ -54,6 +54,8 @@ class NoiseConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], tile_rows: int = 256, tile_cols: int = 256) -> "NoiseConfig":
+        if not isinstance(config, Mapping) and not hasattr(config, "_metadata"):
+            raise NoiseConfigError(f"noise must be a mapping or a preset name, got {config!r}")
         if hasattr(config, "_metadata"):
             from omegaconf import OmegaConf
 
@@ -71,3 +73,14 @@ class NoiseConfig:
         fields = dataclasses.asdict(self)
         fields.pop("name")
         return digest(fields)[:16]
+
+
+def load_noise(noise: str | Mapping[str, Any], tile_rows: int = 256, tile_cols: int = 256) -> NoiseConfig:
+    """A device preset by name (``conf/noise/<name>.yaml``) or a description, validated, for tiles of
+    ``tile_rows`` x ``tile_cols`` (the hardware preset's)."""
+    from common.presets import PresetError, load_preset
+
+    try:
+        return NoiseConfig.from_dict(load_preset("noise", noise), tile_rows, tile_cols)
+    except PresetError as error:
+        raise NoiseConfigError(str(error)) from error

@@ -1,0 +1,1 @@
+"""Command-line tools, each a thin shell over library functions (no library module imports one)."""

@@ -1,0 +1,1 @@
+"""What users read: the evaluation pipeline, the mapping file, plots, applying a mapping."""

@@ -1,0 +1,80 @@
+"""One registry of mapping methods: a method registered in one place shows up in evaluate.py's
+report and in the comparison's rows and tables, with no other change."""
+
+import csv
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from accuracy.noise import NoiseConfig
+from accuracy.oracle import AccuracyOracle
+from agents.methods import METHODS, Proposal, make_methods, method_names, register_method
+from agents.verify import ExactVerifier
+from common.paths import CONF_DIR
+from envs.tasks import build_task
+from reporting.evaluation import evaluate
+from workloads.registry import NetworkSpec
+
+
+class LargestLayerOnly:
+    """A toy method: only the layer with the most MACs analog."""
+
+    def propose(self, task, t_s, threshold):
+        mapping = np.zeros(len(task), bool)
+        capable = np.flatnonzero(task.cost.analog_capable)
+        mapping[capable[np.argmax(task.cost.macs[capable])]] = True
+        return Proposal(self.name, mapping, 0)
+
+
+@pytest.fixture
+def toy_method():
+    register_method("toy_largest", label="toy (largest layer)")(LargestLayerOnly)
+    yield "toy_largest"
+    METHODS.pop("toy_largest")
+
+
+def test_registry_selection_and_errors(toy_method):
+    assert toy_method in method_names("all")
+    assert "all_digital" not in method_names("all")  # registered, not run by default
+    assert method_names(["knapsack", toy_method]) == ["knapsack", toy_method]
+    with pytest.raises(ValueError, match="unknown mapping method.*'nope'.*registered"):
+        method_names(["nope"])
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("knapsack")(LargestLayerOnly)
+
+
+def test_a_registered_method_appears_in_the_report(toy_method, tmp_path):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            "policy=none", "networks=[lenet5]", "times_s=[86400]", "thresholds=[1.0]", "verify.images=200",
+            "report.images=200", "report.seeds=[0]", "baselines=[knapsack,toy_largest]",
+            f"cache={tmp_path / 'cache.sqlite'}", "progress=false"])
+    documents = evaluate(cfg, tmp_path / "out")
+    rows = documents["lenet5"]["baselines"]
+    assert [row["method"] for row in rows] == ["knapsack", toy_method]
+    assert sum(rows[1]["mapping"]) == 1 and documents["lenet5"]["results"] == []
+    with open(tmp_path / "out" / "summary.csv") as handle:
+        assert toy_method in {row["method"] for row in csv.DictReader(handle)}
+
+
+def test_a_registered_method_appears_in_the_comparison(toy_method, fashion):
+    from bench.bench_compare import THRESHOLDS, TIMES, compare_network, method_labels
+
+    oracle = AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=200, seeds=(0, 1),
+                            batch_size=200, data=fashion.validation)
+    verifier = ExactVerifier(lambda mapping, t_s: oracle.evaluate(mapping, t_s).drop)
+
+    class KnapsackProposer:  # stands in for a trained policy
+        name = "ppo"
+
+        def propose(self, task, t_s, threshold):
+            return make_methods(task, verifier, ["knapsack"])[0].propose(task, t_s, threshold)
+
+    rows = compare_network("lenet5", KnapsackProposer(), "alpine_like", verifier=verifier)
+    toy_rows = [row for row in rows if row["method"] == toy_method]
+    assert len(toy_rows) == len(TIMES) * len(THRESHOLDS)
+    assert all("objective" in row for row in rows)
+    assert method_labels(rows)[toy_method] == "toy (largest layer)"
+    task = build_task("lenet5", progress=False)
+    assert all(row["analog_layers"] == 1 for row in toy_rows) and len(task) == 5
