@@ -6,7 +6,9 @@ Three sources, none downloaded at run time:
   installs in ``/usr/share/datasets/fashion-mnist`` (60,000 train + 10,000 test, 1x28x28).
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images), for fast tests.
 * ``cifar10``: the standard python-pickle batches (``data_batch_1..5``, ``test_batch``) in a
-  folder the user provides.
+  folder the user provides. They are untrusted input: a restricted unpickler rebuilds only
+  numpy arrays, lists, dicts, numbers and bytes, and refuses every other global, so a crafted
+  batch cannot run code.
 
 Splits: ``validation`` is held out of the training data by a seeded permutation and is what
 mapping searches use; ``test`` is only for final reports.
@@ -14,11 +16,15 @@ mapping searches use; ``test`` is only for final reports.
 
 from __future__ import annotations
 
+import _codecs
 import gzip
+import importlib
+import importlib.util
 import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -177,15 +183,57 @@ def _cifar_folder(root: Path) -> Path:
                        f"{_HOW_TO_GET['cifar10']}")
 
 
+# Globals a genuine CIFAR-10 python batch (or one re-pickled by numpy 1.x/2.x, protocols 2-5) refers
+# to: (pickled module, name) -> (module in this numpy, name). numpy 2 moved ``numpy.core`` to
+# ``numpy._core``; both spellings are accepted and resolved to this numpy's objects.
+_NUMPY_CORE = "numpy._core" if importlib.util.find_spec("numpy._core") else "numpy.core"
+_CIFAR_GLOBALS: dict[tuple[str, str], tuple[str, str]] = {
+    **{(f"{core}.multiarray", "_reconstruct"): (f"{_NUMPY_CORE}.multiarray", "_reconstruct")
+       for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.multiarray", "scalar"): (f"{_NUMPY_CORE}.multiarray", "scalar")  # numpy integer labels
+       for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.numeric", "_frombuffer"): (f"{_NUMPY_CORE}.numeric", "_frombuffer")  # protocol 5
+       for core in ("numpy.core", "numpy._core")},
+    ("numpy", "ndarray"): ("numpy", "ndarray"),
+    ("numpy", "dtype"): ("numpy", "dtype"),
+}
+_BYTES_CODEC = "latin1"  # protocol 2 written by Python 3 stores bytes as _codecs.encode(text, "latin1")
+
+
+def _latin1_encode(text: str, encoding: str = _BYTES_CODEC) -> bytes:
+    """``_codecs.encode`` restricted to the one codec pickle uses for bytes."""
+    if encoding not in (_BYTES_CODEC, "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with codec {encoding!r} (only {_BYTES_CODEC} is allowed)")
+    return _codecs.encode(text, _BYTES_CODEC)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals numpy arrays need, so a batch cannot run code."""
+
+    def __init__(self, handle: Any, path: Path) -> None:
+        super().__init__(handle, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Callable[..., Any]:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise DatasetError(f"{self.path}: the CIFAR-10 reader refuses to load {module}.{name}: CIFAR-10 "
+                               "batches hold only arrays, lists, dicts and bytes")
+        real_module, real_name = _CIFAR_GLOBALS[(module, name)]
+        return getattr(importlib.import_module(real_module), real_name)
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DatasetError(f"cifar10: missing {path}; {_HOW_TO_GET['cifar10']}")
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+            batch = _CifarUnpickler(handle, path).load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, AttributeError, TypeError,
+            ValueError) as error:
         raise DatasetError(f"{path} is not a CIFAR-10 python batch ({type(error).__name__}: {error})") from error
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise DatasetError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}")

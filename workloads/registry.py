@@ -2,12 +2,21 @@
 
 The zoo's networks are described in ``conf/network/<name>.yaml``; a user's own network is the
 same kind of description pointing at their own import path, checkpoint and data.
+
+A description is untrusted input: its ``_target_`` is imported and called, so ``build`` only
+accepts targets in ``workloads.zoo`` or in a package the user lists in ``AIMC_TRUSTED_PACKAGES``
+(comma-separated package or module prefixes). The prefix is checked before anything is imported,
+the attribute must be a ``torch.nn.Module`` subclass or a function defined in a trusted package,
+and what it returns must be an ``nn.Module``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +29,33 @@ from common.presets import load_preset, preset_names
 from workloads.datasets import DataSplits, load_dataset
 
 
+TRUSTED_PACKAGES_ENV = "AIMC_TRUSTED_PACKAGES"
+BUILTIN_TRUSTED = ("workloads.zoo",)  # the project's own builders
+_DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 class NetworkError(RuntimeError):
     """A network description, builder or checkpoint is unusable; the message says how to fix it."""
+
+
+def listed_packages() -> list[str]:
+    """The prefixes in ``AIMC_TRUSTED_PACKAGES``, read at each call so a changed setting applies."""
+    listed = [entry.strip() for entry in os.environ.get(TRUSTED_PACKAGES_ENV, "").split(",") if entry.strip()]
+    for entry in listed:
+        if not _DOTTED_NAME.fullmatch(entry):
+            raise NetworkError(f"{TRUSTED_PACKAGES_ENV} entry {entry!r} is not a package or module name "
+                               "(expected comma-separated names such as mypackage,lab.models)")
+    return listed
+
+
+def trusted_prefixes() -> tuple[str, ...]:
+    """``workloads.zoo`` plus the prefixes the user listed in ``AIMC_TRUSTED_PACKAGES``."""
+    return BUILTIN_TRUSTED + tuple(listed_packages())
+
+
+def _is_under(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether dotted ``name`` is one of ``prefixes`` or inside one (``a.b`` is under ``a``, ``ab`` is not)."""
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
 
 
 @dataclass(frozen=True)
@@ -65,19 +99,49 @@ class NetworkSpec:
         return path if path.is_absolute() else PROJECT_ROOT / path
 
     def build(self) -> nn.Module:
-        """An untrained instance of the model (``_target_`` called with the other keys)."""
+        """An untrained instance of the model (``_target_`` called with the other keys).
+
+        The target is checked against the trusted packages before it is imported, because
+        importing a module already runs its code.
+        """
         target = self.model["_target_"]
+        builder = self._trusted_builder(target)
+        kwargs = {k: v for k, v in self.model.items() if k != "_target_"}
+        try:
+            model = builder(**kwargs)
+        except TypeError as error:
+            raise NetworkError(f"network {self.name!r}: {target}(**{kwargs}) failed: {error}") from error
+        if not isinstance(model, nn.Module):
+            raise NetworkError(f"network {self.name!r}: model._target_ {target!r} returned a "
+                               f"{type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    def _trusted_builder(self, target: Any) -> Any:
+        """The class or function ``target`` names, refusing anything outside the trusted packages."""
+        if not isinstance(target, str) or not _DOTTED_NAME.fullmatch(target) or "." not in target:
+            raise NetworkError(f"network {self.name!r}: model._target_ {target!r} is not an import path "
+                               "such as workloads.zoo.resnet20 or mypackage.models.MyNet")
         module_name, _, attribute = target.rpartition(".")
+        trusted = trusted_prefixes()
+        if not _is_under(module_name, trusted):
+            suggestion = ",".join([*listed_packages(), module_name.split(".")[0]])
+            raise NetworkError(
+                f"network {self.name!r}: model._target_ {target!r} is not in a trusted package; builders are "
+                f"allowed from {', '.join(BUILTIN_TRUSTED)} and the packages listed in {TRUSTED_PACKAGES_ENV} "
+                f"(set {TRUSTED_PACKAGES_ENV}={suggestion} to allow it, only if you trust it)")
         try:
             builder = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError, ValueError) as error:
             raise NetworkError(f"network {self.name!r}: cannot import {target!r} ({error}); "
                                "check the model._target_ import path and PYTHONPATH") from error
-        kwargs = {k: v for k, v in self.model.items() if k != "_target_"}
-        try:
-            return builder(**kwargs)
-        except TypeError as error:
-            raise NetworkError(f"network {self.name!r}: {target}(**{kwargs}) failed: {error}") from error
+        is_model_class = inspect.isclass(builder) and issubclass(builder, nn.Module)
+        is_own_function = inspect.isfunction(builder) and _is_under(builder.__module__ or "", trusted)
+        if not (is_model_class or is_own_function):
+            raise NetworkError(f"network {self.name!r}: model._target_ {target!r} (type {type(builder).__name__}, "
+                               f"from module {getattr(builder, '__module__', None)!r}) is neither a "
+                               "torch.nn.Module subclass nor a function defined in a trusted package; point "
+                               "it at a model class or a builder function")
+        return builder
 
     def load(self) -> nn.Module:
         """The trained model in eval mode, weights from the checkpoint (``weights_only=True``)."""
