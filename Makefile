@@ -11,12 +11,13 @@ all: test
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (the pinned torch/aihwkit wheels need Python 3.11); set PYTHON=..." >&2; exit 2; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 $(SYSTEM_STAMP): scripts/system-deps.sh
@@ -29,6 +30,7 @@ $(SYSTEM_STAMP): scripts/system-deps.sh
 run: setup
 	$(PY) train.py
 	$(PY) evaluate.py
+	@echo "TensorBoard: $(VENV)/bin/tensorboard --logdir outputs/train"
 
 # The default suite (slow tests excluded); `make test-all` includes them.
 test: setup

@@ -73,8 +73,11 @@ class NetworkAccuracyData:
 
 
 def sample_mappings(capable: np.ndarray, plan: ProfilePlan) -> tuple[np.ndarray, np.ndarray]:
-    """Random mappings of varied density (analog share uniform in [0.05, 0.95]) and drift times."""
+    """Random mappings of varied density (analog share uniform in [0.05, 0.95]) and drift times;
+    none when no layer is analog-capable (there is nothing to sample)."""
     rng = np.random.default_rng(plan.sample_seed)
+    if not np.any(capable):
+        return np.zeros((0, len(capable)), bool), np.zeros(0)
     mappings = np.zeros((plan.samples, len(capable)), bool)
     for k in range(plan.samples):
         while not mappings[k].any():
@@ -91,6 +94,9 @@ def build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan, cache: Resul
     started = time.time()
     bar = tqdm(total=int(capable.sum()) * len(T_GRID_S) + plan.samples, desc=f"profile {spec.name}",
                disable=not progress, unit="eval")
+    if not capable.any():
+        print(f"{spec.name}: no analog-capable layer (only grouped/depthwise convolutions): nothing to map",
+              file=sys.stderr)
     drops = oracle.sensitivity_profile(T_GRID_S, progress=lambda: bar.update(1))
     sample_drops, per_seed = [], []
     for mapping, t in zip(mappings, t_s):

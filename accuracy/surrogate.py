@@ -106,6 +106,9 @@ class DropSurrogate:
     def fit(self, mappings: np.ndarray, t_s: np.ndarray, drops: np.ndarray) -> "DropSurrogate":
         if self.model == "additive":
             return self
+        if len(drops) == 0:  # nothing analog-capable was sampled: every prediction is the additive one
+            self.model = "additive"
+            return self
         X = features(self.profile, mappings, t_s)
         y = np.asarray(drops, dtype=float)
         if self.model == "linear":

@@ -1,7 +1,9 @@
-"""Training callbacks: mapping metrics, hyperparameters, mapping images, best model, progress."""
+"""Training callbacks: mapping metrics, hyperparameters, mapping images, best model, checkpoints,
+progress. Every model file is written atomically (:func:`save_model`)."""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,10 +14,32 @@ from stable_baselines3.common.logger import Figure, HParam
 from tqdm import tqdm
 
 from agents.ppo import PolicyMapper
+from common.io import atomic_write
 from common.units import DAY_S
 from envs.tasks import MappingTask
 
 NOT_TEXT = ("stdout", "log", "json", "csv")
+
+
+def save_model(model, path: Path) -> Path:
+    """``model.save`` into memory, then one atomic write: a reader never sees half a zip."""
+    buffer = io.BytesIO()
+    model.save(buffer)
+    return atomic_write(path, buffer.getvalue())
+
+
+class CheckpointEvery(BaseCallback):
+    """``<folder>/ppo_<steps>_steps.zip`` every ``every`` calls (per-environment steps), atomically."""
+
+    def __init__(self, every: int, folder: Path) -> None:
+        super().__init__()
+        self.every, self.folder = every, Path(folder)
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_model(self.model, self.folder / f"ppo_{self.num_timesteps}_steps.zip")
+        return True
 
 
 def evaluate_policy_grid(mapper: PolicyMapper, tasks: Sequence[MappingTask], times_s: Sequence[float],
@@ -103,7 +127,7 @@ class MappingMetricsCallback(BaseCallback):
         score = float(np.mean([v["score"] for v in results["train"].values()]))
         if score > self.best_score:
             self.best_score = score
-            self.model.save(self.best_path)
+            save_model(self.model, self.best_path)
         figure = mapping_figure(mapper, self.train_tasks + self.holdout_tasks, DAY_S, 2.0)
         self.logger.record("map/mappings", Figure(figure, close=True), exclude=NOT_TEXT)
         self.logger.dump(self.num_timesteps)

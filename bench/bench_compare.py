@@ -42,10 +42,10 @@ def compare_network(name: str, mapper, hw: str, policy_evaluations: int = 2,
     """Rows of one network: the policy (``mapper``) and every default registered method."""
     task = build_task(name, hw=hw)
     verifier = verifier or exact_verifier(name, hw=hw)
-    methods = make_methods(task, verifier)
     rows = []
     for label, t_s in TIMES.items():
         for threshold in THRESHOLDS:
+            methods = make_methods(task, verifier)  # fresh per point, as in evaluate.py (seeded methods agree)
             start, before = time.perf_counter(), verifier.evaluations
             fixed = policy_search(mapper, task, t_s, threshold, verifier, evaluations=policy_evaluations)
             found = [("ppo", fixed.mapping, verifier.evaluations - before, time.perf_counter() - start)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import secrets
 import sys
 
 _MARKER = "AIMC_MALLOC_SET"
@@ -45,3 +46,17 @@ def use_fast_malloc() -> None:
         os.execve(sys.executable, [sys.executable, *argv[1:]], env)
     except OSError:
         return  # keep running with the default allocator rather than fail
+
+
+def _run_suffix() -> str:
+    return f"{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def register_resolvers() -> None:
+    """The config resolvers the entry points' run folders use: ``${run_suffix:}`` is unique per
+    process (process id and a random tag), so runs started in the same second never share a
+    folder. Resolved once per config (``use_cache``)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("run_suffix"):
+        OmegaConf.register_new_resolver("run_suffix", _run_suffix, use_cache=True)

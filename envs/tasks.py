@@ -8,6 +8,7 @@ episode on that network without touching torch or aihwkit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -58,17 +59,20 @@ class MappingTask:
 
 def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise: str | dict = "lionheart",
                accuracy: str = "surrogate", surrogate_model: str = "linear", oracle_options: dict | None = None,
-               progress: bool = True, allow_build: bool = True) -> MappingTask:
+               progress: bool = True, allow_build: bool = True, cache_path: str | Path | None = None) -> MappingTask:
     """A task from names or configs. ``accuracy``: "surrogate" (default) or "oracle" (exact, cached).
 
-    A missing or stale accuracy artifact is rebuilt (minutes) unless ``allow_build`` is False.
+    A missing or stale accuracy artifact is rebuilt (minutes) unless ``allow_build`` is False;
+    its exact evaluations, and the oracle's, are cached in ``cache_path`` (default
+    ``cache/accuracy.sqlite``).
     """
-    from accuracy.profiles import load_or_build
+    from accuracy.profiles import DEFAULT_CACHE, load_or_build
 
     spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
     system = load_system(hw)
     noise_config = load_noise(noise, system.tiles.rows, system.tiles.cols)
-    data = load_or_build(spec, noise_config, progress=progress, allow_build=allow_build)
+    cache_path = Path(cache_path) if cache_path else DEFAULT_CACHE
+    data = load_or_build(spec, noise_config, cache_path=cache_path, progress=progress, allow_build=allow_build)
     if accuracy == "surrogate":
         surrogate: DropSurrogate = data.surrogate(surrogate_model)
         drop: DropFunction = lambda mapping, t_s: float(surrogate.predict(mapping[None, :], t_s)[0])  # noqa: E731
@@ -76,11 +80,11 @@ def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise
     elif accuracy == "oracle":
         from accuracy.cache import ResultCache
         from accuracy.oracle import AccuracyOracle
-        from accuracy.profiles import DEFAULT_CACHE, ProfilePlan
+        from accuracy.profiles import ProfilePlan
 
         plan = ProfilePlan()
         options = {"images": plan.images, "seeds": plan.seeds, **(oracle_options or {})}
-        oracle = AccuracyOracle(spec, noise_config, cache=ResultCache(DEFAULT_CACHE), **options)
+        oracle = AccuracyOracle(spec, noise_config, cache=ResultCache(cache_path), **options)
         drop = lambda mapping, t_s: oracle.evaluate(mapping, t_s).drop  # noqa: E731
         drop_batch = None
     else:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,13 @@ from accuracy.cache import ResultCache
 from accuracy.noise import load_noise
 from accuracy.oracle import AccuracyOracle, MappingError
 from accuracy.profiles import DEFAULT_CACHE
-from agents.methods import make_methods, method_names
+from agents.methods import make_methods
+from agents.policy_file import PolicyFileError, load_policy
 from agents.ppo import PolicyMapper
-from agents.verify import ExactVerifier, policy_search
+from agents.verify import ExactVerifier, policy_search, verify_and_repair
 from common.io import atomic_write
 from common.paths import PROJECT_ROOT
-from common.units import LIFETIME_S
+from common.units import LIFETIME_S, human_time
 from envs.tasks import MappingTask, build_task
 from hw_model.system import load_system
 from reporting.mapping_file import (SCHEMA_VERSION, check_same_network, mapping_of, read_mapping_file, select,
@@ -44,12 +47,24 @@ class EvaluationInputError(ValueError):
     """Bad input to evaluate.py (printed as one line, exit code 2)."""
 
 
+SKIPPED_EXPERIMENTS = ("smoke",)  # quick runs that must never silently become "the latest policy"
+
+
+def _experiment(run: Path) -> str | None:
+    try:
+        return json.loads((run / "run.json").read_text()).get("experiment")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def latest_policy(root: Path = PROJECT_ROOT / "outputs" / "train") -> Path:
-    """The newest training run's best model (its final model if it never evaluated)."""
-    runs = [d for d in root.glob("*") if (d / "best_model.zip").is_file() or (d / "final_model.zip").is_file()]
+    """The newest training run's best model (its final model if it never evaluated), skipping runs
+    of the smoke experiment (their run.json says so)."""
+    runs = [d for d in root.glob("*") if ((d / "best_model.zip").is_file() or (d / "final_model.zip").is_file())
+            and _experiment(d) not in SKIPPED_EXPERIMENTS]
     if not runs:
-        raise EvaluationInputError(f"no trained policy under {root}; train one with `python train.py` "
-                                   "or pass policy=<path to a model .zip>")
+        raise EvaluationInputError(f"no trained policy under {root} (smoke runs are skipped); train one with "
+                                   "`python train.py` or pass policy=<path to a model .zip>")
     newest = max(runs, key=lambda d: max(p.stat().st_mtime for p in d.glob("*_model.zip")))
     best = newest / "best_model.zip"
     return best if best.is_file() else newest / "final_model.zip"
@@ -65,17 +80,8 @@ def network_specs(cfg: dict[str, Any]) -> list[NetworkSpec]:
 
 
 def check_inputs(cfg: dict[str, Any]) -> tuple[list[NetworkSpec], Path | None]:
-    """Every user input, checked before any work or output."""
-    for t_s in cfg["times_s"]:
-        if not (isinstance(t_s, (int, float)) and t_s > 0):
-            raise EvaluationInputError(f"drift times must be > 0 seconds, got {t_s!r} in times_s")
-    for threshold in cfg["thresholds"]:
-        if not (isinstance(threshold, (int, float)) and threshold >= 0):
-            raise EvaluationInputError(f"thresholds must be >= 0 points, got {threshold!r} in thresholds")
-    try:
-        method_names(cfg["baselines"])
-    except ValueError as error:
-        raise EvaluationInputError(f"baselines: {error}") from None
+    """The networks and the policy file, checked before any work or output. (evaluate.py checks
+    every other value first: ``cli.checks.check_evaluate``.)"""
     specs = network_specs(cfg)
     for spec in specs:
         model = spec.load()  # raises NetworkError for a missing or corrupt checkpoint
@@ -93,14 +99,11 @@ def check_inputs(cfg: dict[str, Any]) -> tuple[list[NetworkSpec], Path | None]:
 
 
 def load_mapper(policy: Path) -> PolicyMapper:
-    from sb3_contrib import MaskablePPO
-
+    """The policy as a mapper; the file is read without running code (``agents.policy_file``)."""
     try:
-        return PolicyMapper(MaskablePPO.load(policy, device="cpu"))
-    except Exception as error:  # SB3 raises many types for a damaged or foreign zip
-        raise EvaluationInputError(f"policy {policy} cannot be loaded ({type(error).__name__}: "
-                                   f"{str(error).splitlines()[0] if str(error) else ''}); give a .zip saved by "
-                                   "train.py") from error
+        return PolicyMapper(load_policy(policy))
+    except PolicyFileError as error:
+        raise EvaluationInputError(f"policy {policy} cannot be loaded: {error}") from None
 
 
 def accuracy_record(result, seeds, split: str) -> dict[str, Any]:
@@ -117,7 +120,11 @@ class NetworkEvaluator:
         self.noise = load_noise(cfg["noise"], self.system.tiles.rows, self.system.tiles.cols)
         cache = ResultCache(cfg.get("cache") or DEFAULT_CACHE)
         self.task: MappingTask = build_task(spec, hw=cfg["hw"], noise=cfg["noise"],
-                                            surrogate_model=cfg["env"]["surrogate_model"])
+                                            surrogate_model=cfg["env"]["surrogate_model"],
+                                            cache_path=cfg.get("cache") or DEFAULT_CACHE)
+        if not self.task.cost.analog_capable.any():
+            print(f"{spec.name}: no analog-capable layer: nothing to map; every mapping is all-digital",
+                  file=sys.stderr)
         verify, report = cfg["verify"], cfg["report"]
         self.validation = AccuracyOracle(spec, self.noise, images=verify["images"], seeds=verify["seeds"], cache=cache)
         self.test = AccuracyOracle(spec, self.noise, images=report["images"], seeds=report["seeds"],
@@ -134,16 +141,19 @@ class NetworkEvaluator:
         cost = self.task.cost.evaluate(mapping)
         verified = self.validation.evaluate(mapping, t_s)
         tested = self.test.evaluate(mapping, t_s)
+        table = self.task.cost.table
         return {
             "method": method, "t_s": t_s, "threshold": threshold, "mapping": mapping.astype(int).tolist(),
-            "layers": [{"name": layer.name, "kind": layer.kind, "target": "analog" if mapping[i] else "digital",
+            "layers": [{"name": layer.name, "label": label, "kind": layer.kind,
+                        "target": "analog" if mapping[i] else "digital",
                         "tiles": int(self.task.cost.tiles[i]), "macs": int(layer.macs)}
-                       for i, layer in enumerate(self.task.cost.table.layers)],
+                       for i, (layer, label) in enumerate(zip(table.layers, table.labels()))],
             "predicted_drop": float(self.task.drop(mapping, t_s)) if mapping.any() else 0.0,
             "verified": accuracy_record(verified, self.validation.seeds, "validation"),
             "test": accuracy_record(tested, self.test.seeds, "test"),
             "speedup": cost.speedup, "energy_gain": cost.energy_gain, "tiles_used": cost.tiles_used,
             "feasible": bool(verified.drop <= threshold and cost.feasible),
+            "holds_on_test": bool(tested.drop <= threshold and cost.feasible),
             "exact_evaluations": exact_evaluations, "repaired_layers": repaired_layers, "wall_s": round(wall_s, 3),
         }
 
@@ -153,6 +163,29 @@ class NetworkEvaluator:
                                  evaluations=int(self.cfg.get("policy_evaluations", 2)))
         return self.result("ppo", verified.mapping, t_s, threshold, exact_evaluations=verified.exact_evaluations,
                            repaired_layers=verified.repaired_layers, wall_s=time.perf_counter() - start)
+
+    def physical_schedule(self, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A lifetime schedule a chip can follow without reprogramming: every analog layer is
+        programmed at deployment (t = 0) and ages from then on, so a layer may move analog ->
+        digital later in life but never digital -> analog (it would need a tile programmed later,
+        with a younger drift age). First :meth:`monotone_schedule`; then, from the first point on,
+        each point keeps only layers that were analog at the point before; a mapping narrowed so
+        is verified at its time (one exact evaluation) and repaired if it fails (repair only moves
+        layers to digital, so the nesting holds)."""
+        points = self.monotone_schedule(points)
+        for k in range(1, len(points)):
+            earlier, here = np.array(points[k - 1]["mapping"], bool), np.array(points[k]["mapping"], bool)
+            if not (here & ~earlier).any():
+                continue
+            start, before = time.perf_counter(), self.verifier.evaluations
+            repaired = verify_and_repair(self.task, here & earlier, points[k]["t_s"], points[k]["threshold"],
+                                         self.verifier)
+            points[k] = self.result(
+                "ppo", repaired.mapping, points[k]["t_s"], points[k]["threshold"],
+                exact_evaluations=points[k]["exact_evaluations"] + self.verifier.evaluations - before,
+                repaired_layers=points[k]["repaired_layers"] + repaired.repaired_layers,
+                wall_s=points[k]["wall_s"] + time.perf_counter() - start)
+        return points
 
     def monotone_schedule(self, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drift only grows, so a mapping verified at a later time is a candidate for every earlier
@@ -181,19 +214,23 @@ class NetworkEvaluator:
         for method in make_methods(self.task, self.verifier, self.cfg["baselines"], self.cfg.get("method_options")):
             start = time.perf_counter()
             proposal = method.propose(self.task, t_s, threshold)
+            wall_s = time.perf_counter() - start
             drop = self.validation.evaluate(proposal.mapping, t_s).drop
+            tested = self.test.evaluate(proposal.mapping, t_s)
             cost = self.task.cost.evaluate(proposal.mapping)
             rows.append({"method": method.name, "t_s": t_s, "threshold": threshold,
                          "mapping": proposal.mapping.astype(int).tolist(), "speedup": cost.speedup,
                          "energy_gain": cost.energy_gain, "verified_drop": drop,
+                         "test": accuracy_record(tested, self.test.seeds, "test"),
                          "feasible": bool(drop <= threshold and cost.feasible),
-                         "exact_evaluations": proposal.exact_evaluations,
-                         "wall_s": round(time.perf_counter() - start, 3)})
+                         "holds_on_test": bool(tested.drop <= threshold and cost.feasible),
+                         "exact_evaluations": proposal.exact_evaluations, "wall_s": round(wall_s, 3)})
         return rows
 
 
 def lifetime(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Layers that are analog at one lifetime point and digital at the next."""
+    """Layers that are analog at one lifetime point and digital at the next (the only moves a
+    :meth:`NetworkEvaluator.physical_schedule` has)."""
     moves = []
     for before, after in zip(points, points[1:]):
         for a, b in zip(before["layers"], after["layers"]):
@@ -220,7 +257,7 @@ def evaluate_network(evaluator: NetworkEvaluator, cfg: dict[str, Any], mapper: P
     for t_s in LIFETIME_S.values() if mapper is not None else ():
         points.append(evaluator.policy_result(mapper, t_s, cfg["lifetime_threshold"]))
         advance()
-    points = evaluator.monotone_schedule(points)
+    points = evaluator.physical_schedule(points)
     return {
         "schema_version": SCHEMA_VERSION,
         "network": {"name": evaluator.spec.name, "checkpoint_sha256": evaluator.spec.checkpoint_sha256(),
@@ -234,20 +271,19 @@ def evaluate_network(evaluator: NetworkEvaluator, cfg: dict[str, Any], mapper: P
 
 
 SUMMARY_FIELDS = ("network", "t_s", "threshold", "method", "speedup", "energy_gain", "verified_drop", "test_drop",
-                  "feasible", "exact_evaluations", "wall_s")
+                  "feasible", "holds_on_test", "exact_evaluations", "wall_s")
 
 
 def summary_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per mapping of a document (policy or file results first, then the methods)."""
     name = document["network"]["name"]
-    rows = [{"network": name, "t_s": r["t_s"], "threshold": r["threshold"], "method": r["method"],
-             "speedup": r["speedup"], "energy_gain": r["energy_gain"], "verified_drop": r["verified"]["drop"],
-             "test_drop": r["test"]["drop"], "feasible": r["feasible"], "exact_evaluations": r["exact_evaluations"],
-             "wall_s": r["wall_s"]} for r in document["results"]]
-    rows += [{"network": name, "t_s": r["t_s"], "threshold": r["threshold"], "method": r["method"],
-              "speedup": r["speedup"], "energy_gain": r["energy_gain"], "verified_drop": r["verified_drop"],
-              "test_drop": None, "feasible": r["feasible"], "exact_evaluations": r["exact_evaluations"],
-              "wall_s": r["wall_s"]} for r in document["baselines"]]
+    rows = []
+    for r in document["results"] + document["baselines"]:
+        verified_drop = r["verified"]["drop"] if "verified" in r else r["verified_drop"]
+        rows.append({"network": name, "t_s": r["t_s"], "threshold": r["threshold"], "method": r["method"],
+                     "speedup": r["speedup"], "energy_gain": r["energy_gain"], "verified_drop": verified_drop,
+                     "test_drop": r["test"]["drop"], "feasible": r["feasible"], "holds_on_test": r["holds_on_test"],
+                     "exact_evaluations": r["exact_evaluations"], "wall_s": r["wall_s"]})
     return rows
 
 
@@ -257,6 +293,8 @@ def evaluate(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> dict[str,
         cfg = OmegaConf.to_container(cfg, resolve=True)
     specs, policy = check_inputs(cfg)
     mapper = load_mapper(policy) if policy else None
+    if policy:
+        print(f"policy: {policy}", file=sys.stderr)
     fixed = read_mapping_file(cfg["mapping_file"]) if cfg.get("mapping_file") else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -287,11 +325,17 @@ def write_summaries(out: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(out / "summary.csv", buffer.getvalue())
-    lines = ["| network | t (s) | threshold | method | speedup | energy gain | verified drop | feasible | exact evals | wall s |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines = ["Drops in accuracy points below all-digital. *verified*: the validation split on the search's chips "
+             "(what the method selected on); *test*: the test split on other chips (report seeds). "
+             "**NO** marks a mapping verified feasible whose test drop exceeds its threshold.", "",
+             "| network | t | threshold | method | speedup | energy gain | verified drop | feasible | test drop | "
+             "holds on test | exact evals | wall s |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['network']} | {r['t_s']:g} | {r['threshold']:g} | {r['method']} | {r['speedup']:.2f}x | "
-                     f"{r['energy_gain']:.2f}x | {r['verified_drop']:.2f} | {'yes' if r['feasible'] else 'no'} | "
+        holds = "yes" if r["holds_on_test"] else ("**NO**" if r["feasible"] else "no")
+        lines.append(f"| {r['network']} | {human_time(r['t_s'])} | {r['threshold']:g} | {r['method']} | "
+                     f"{r['speedup']:.2f}x | {r['energy_gain']:.2f}x | {r['verified_drop']:.2f} | "
+                     f"{'yes' if r['feasible'] else 'no'} | {r['test_drop']:.2f} | {holds} | "
                      f"{r['exact_evaluations']} | {r['wall_s']:.1f} |")
     atomic_write(out / "summary.md", "\n".join(lines) + "\n")
 

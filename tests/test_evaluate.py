@@ -32,7 +32,7 @@ def evaluated(tmp_path_factory):
     out = root / "eval"
     documents = evaluate(compose_config(
         "evaluate", f"policy={root / 'run' / 'best_model.zip'}", "networks=[lenet5]", "times_s=[86400]",
-        "thresholds=[1.0]", "verify.images=200", "report.images=200", "report.seeds=[0]",
+        "thresholds=[1.0]", "verify.images=200", "report.images=200", "report.seeds=[100]",
         f"cache={root / 'cache.sqlite'}"), out)
     return out, documents
 
@@ -74,8 +74,8 @@ def run_evaluate(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess
     (["networks=[alexnet]"], "unknown network 'alexnet'"),
     (["network={name: mine, model: {_target_: workloads.zoo.mlp}, checkpoint: /nowhere/mine.pt}"],
      "does not exist"),
-    (["thresholds=[-1.0]"], "thresholds must be >= 0"),
-    (["times_s=[0]"], "drift times must be > 0"),
+    (["thresholds=[-1.0]"], "thresholds must hold finite numbers > 0"),
+    (["times_s=[0]"], "times_s must hold finite numbers > 0"),
     (["policy=/nowhere/model.zip"], "does not exist"),
 ])
 def test_bad_input_exits_2_with_nothing_written(tmp_path, overrides, message):
@@ -139,3 +139,61 @@ def test_lifetime_schedule_takes_a_faster_later_mapping_only_if_it_verifies_earl
         assert schedule[1] is points[1] and schedule[0]["t_s"] == 3600.0
         assert (schedule[0]["mapping"] == fast.astype(int).tolist()) is replaced
         assert schedule[0]["exact_evaluations"] == (3 if replaced else 2)
+
+
+def test_lifetime_schedule_never_moves_a_layer_from_digital_to_analog(tmp_path):
+    import itertools
+
+    import numpy as np
+
+    from reporting.evaluation import NetworkEvaluator, lifetime
+    from workloads.registry import NetworkSpec
+
+    cfg = OmegaConf.to_container(compose_config(
+        "evaluate", "verify.images=200", "report.images=200", "report.seeds=[100]",
+        f"cache={tmp_path / 'cache.sqlite'}"), resolve=True)
+    evaluator = NetworkEvaluator(NetworkSpec.zoo("lenet5"), cfg)
+    cost = evaluator.task.cost
+    mappings = [np.array(bits, bool) for bits in itertools.product([0, 1], repeat=len(cost))]
+    # a later mapping with a layer the earlier one keeps digital, and no faster (so it is not taken early)
+    early, late = next((a, b) for a, b in itertools.product(mappings, mappings)
+                       if (b & ~a).any() and (a & b).any() and cost.evaluate(b).speedup <= cost.evaluate(a).speedup)
+    for threshold in (100.0, -100.0):  # everything verifies / nothing does
+        points = [evaluator.result("ppo", early, 3600.0, threshold, exact_evaluations=2),
+                  evaluator.result("ppo", late, 31_536_000.0, threshold, exact_evaluations=2)]
+        schedule = evaluator.physical_schedule(points)
+        first, second = (np.array(p["mapping"], bool) for p in schedule)
+        assert not (second & ~first).any()  # nested: analog later => analog before
+        assert [p["t_s"] for p in schedule] == [3600.0, 31_536_000.0]
+        moves = lifetime(schedule)
+        assert {m["layer"] for m in moves} == {cost.table.layers[i].name for i in np.flatnonzero(first & ~second)}
+        if threshold > 0:
+            assert np.array_equal(second, early & late) and schedule[1]["exact_evaluations"] == 3
+
+
+def test_readme_snippet_runs_from_another_folder(evaluated, tmp_path):
+    import re
+
+    out, _ = evaluated
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    snippet = re.search(r"```python\n(from reporting\.apply.*?)```", readme, re.DOTALL).group(1)
+    snippet = snippet.replace('"outputs/evaluate/<run>/resnet8.json"', repr(str(out / "lenet5.json")))
+    snippet = snippet.replace('zoo("resnet8")', 'zoo("lenet5")').replace("threshold=2.0", "threshold=1.0")
+    done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "AIMC_NO_REEXEC": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "torch.Size([100, 10])"
+
+
+def test_latest_policy_skips_smoke_runs(tmp_path):
+    import os
+
+    from reporting.evaluation import latest_policy
+
+    real, smoke = tmp_path / "2026-01-01_00-00-00_1-aaaa", tmp_path / "2026-01-02_00-00-00_2-bbbb"
+    for run, stamp, experiment in ((real, 1000, None), (smoke, 2000, "smoke")):
+        run.mkdir()
+        (run / "best_model.zip").write_bytes(b"zip")
+        os.utime(run / "best_model.zip", (stamp, stamp))
+        (run / "run.json").write_text(json.dumps({"experiment": experiment}))
+    assert latest_policy(tmp_path) == real / "best_model.zip"  # the smoke run is newer but skipped

@@ -88,6 +88,20 @@ class LayerTable:
     def as_dicts(self) -> list[dict]:
         return [asdict(layer) for layer in self.layers]
 
+    def labels(self) -> list[str]:
+        """Readable names for reports: kind and its ordinal, shape, and the module name
+        (``conv 2, 16->32 3x3 [3]``): many networks name layers by position only (``features.3``)."""
+        counts: dict[str, int] = {}
+        labels = []
+        for layer in self.layers:
+            counts[layer.kind] = counts.get(layer.kind, 0) + 1
+            kind = layer.kind.replace("depthwise_conv", "depthwise")
+            shape = f"{layer.in_features}->{layer.out_features}"
+            if layer.kind in ("conv", "depthwise_conv"):
+                shape += f" {layer.kernel[0]}x{layer.kernel[1]}"
+            labels.append(f"{kind} {counts[layer.kind]}, {shape} [{layer.name}]")
+        return labels
+
     def format(self) -> str:
         """A readable fixed-width table with totals."""
         header = ("#", "name", "kind", "in", "out", "kernel", "stride", "grp", "out HxW",
