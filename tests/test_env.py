@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from common.paths import PROJECT_ROOT
 from envs import ENV_ID, LayerMappingEnv
+from envs.mapping_env import FEATURES
 from envs.reward import RewardWeights
 from envs.tasks import MappingTask, build_task
-from common.paths import PROJECT_ROOT
 from workloads.registry import zoo_names
 
 
@@ -50,6 +51,16 @@ def test_registered_id_with_config_kwargs():
     obs, info = env.reset(seed=3)
     assert env.observation_space.contains(obs)
     assert env.unwrapped.tasks["lenet5"].cost.tile_capacity == 64
+
+
+def test_registered_id_with_no_arguments_uses_the_training_defaults():
+    from common.presets import entry_config
+
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape == (len(FEATURES),)
+    assert sorted(env.unwrapped.tasks) == sorted(entry_config("train")["train"]["networks"])
+    assert env.unwrapped.tasks["vgg11"].cost.system.name == "alpine_like"
 
 
 def test_same_seed_lockstep(tasks):
