@@ -51,7 +51,9 @@ class AnalogConversionError(ValueError):
 
 
 def rpu_config(noise: NoiseConfig) -> TorchInferenceRPUConfig:
-    """LionHeart's tile configuration (../shared/reference/lionheart.md) for the torch tiles."""
+    """LionHeart's tile configuration (Lammie et al., "LionHeart", IEEE TETC 2025: PCMLikeNoiseModel with
+    g_max 25 uS, global drift compensation, 8-bit DAC/ADC, output noise 0.06, channel-wise weight
+    scaling) for the torch tiles."""
     config = TorchInferenceRPUConfig()
     config.noise_model = PCMLikeNoiseModel(
         g_max=noise.g_max_us, prog_noise_scale=noise.prog_noise_scale,

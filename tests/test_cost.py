@@ -156,7 +156,7 @@ def test_missing_and_unknown_fields_are_named():
         System.from_dict(config)
 
 
-# --- validation against published system figures (../shared/reference/hardware.md) -----------
+# --- validation against published system figures (ALPINE, IEEE TC 2023; IBM MPS, Nat. Commun. 2026) ---
 
 PRESETS = ("alpine_like", "hermes_like")
 
