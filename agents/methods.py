@@ -13,6 +13,11 @@ Methods that evaluate exactly get an evaluation-counting :class:`agents.verify.E
 * ``lionheart_greedy``: layers by descending MACs (ties in network order); a layer stays analog if
   the *exact* drop with it and every earlier kept layer is within the threshold. One exact
   evaluation per analog-capable layer that fits; no retraining.
+* ``lionheart_costaware`` (not run by default): the same greedy over only the layers that are
+  faster on analog, by descending latency saved.
+* ``search`` (not run by default): a budgeted exact-verified local search from the other methods'
+  mappings (default 100 exact evaluations per point): the best-known reference on networks too
+  large for the exhaustive optimum.
 * ``knapsack``: maximise the latency saved (i.e. the speedup) subject to the additive
   predicted drop (sensitivity profile at t) <= threshold and tiles <= capacity; exact dynamic
   programming over a 0.01-point drop grid and the integer tile budget.
@@ -124,11 +129,15 @@ class LionHeartGreedy:
     def __init__(self, verifier: ExactVerifier) -> None:
         self.verifier = verifier
 
+    def order(self, task: MappingTask) -> np.ndarray:
+        """The layers to try, in order: LionHeart's, by descending MACs."""
+        return mac_order(task)
+
     def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
         start = self.verifier.evaluations
         mapping = np.zeros(len(task), bool)
         left = task.cost.tile_capacity
-        for i in mac_order(task):
+        for i in self.order(task):
             if not task.cost.analog_capable[i] or task.cost.tiles[i] > left:
                 continue
             mapping[i] = True
@@ -137,6 +146,19 @@ class LionHeartGreedy:
             else:
                 mapping[i] = False
         return Proposal(self.name, mapping, self.verifier.evaluations - start)
+
+
+@register_method("lionheart_costaware", label="cost-aware greedy", exact=True, default=False)
+class CostAwareGreedy(LionHeartGreedy):
+    """LionHeart's greedy made aware of run time: it tries only layers whose analog latency is
+    below their digital latency, by descending latency saved (ties in network order); the rest
+    stays LionHeart's (one exact evaluation per layer tried, a layer kept when the drop with it
+    and every earlier kept layer is within the threshold)."""
+
+    def order(self, task: MappingTask) -> np.ndarray:
+        saving = task.cost.digital_latency_s - task.cost.analog_latency_s
+        by_saving = np.argsort(-saving, kind="stable")
+        return by_saving[saving[by_saving] > 0]
 
 
 @register_method("knapsack", label="knapsack")
@@ -215,6 +237,86 @@ class ExhaustiveOptimum:
             return batch(mappings, t_s)
         return np.array([task.drop(m, t_s) if m.any() else 0.0 for m in mappings])
 
+
+
+@register_method("search", label="local search", exact=True, default=False)
+class LocalSearch:
+    """A budgeted, exactly verified local search: the best-known reference where exhaustive search
+    is out of reach. Starts from the mappings of ``starts`` (registered methods, run here; their
+    exact evaluations count against the budget) and of ``extra_starts``; from the fastest verified
+    start it takes first improvements among neighbours -- one more layer analog, or one analog
+    layer swapped for a digital one -- tried in order of speedup (cheap, from the cost model), the
+    surrogate screening out those predicted beyond ``threshold + screen_margin``. Every mapping is
+    verified once at most; the search stops when the budget is spent or no neighbour improves."""
+
+    def __init__(self, verifier: ExactVerifier, budget: int = 100,
+                 starts: Sequence[str] = ("knapsack", "lionheart_costaware", "all_analog"),
+                 screen_margin: float = 1.0) -> None:
+        if budget < 1:
+            raise ValueError(f"search budget must be >= 1 exact evaluation, got {budget}")
+        self.verifier, self.budget, self.starts, self.screen_margin = verifier, budget, tuple(starts), screen_margin
+
+    def propose(self, task: MappingTask, t_s: float, threshold: float,
+                extra_starts: Sequence[np.ndarray] = ()) -> Proposal:
+        first = self.verifier.evaluations
+        drops: dict[bytes, float] = {}
+
+        def spent() -> int:
+            return self.verifier.evaluations - first
+
+        def verified_drop(mapping: np.ndarray) -> float:
+            key = mapping.tobytes()
+            if key not in drops:
+                drops[key] = self.verifier(mapping, t_s)
+            return drops[key]
+
+        starts = [np.asarray(m, bool) for m in extra_starts]
+        for method in make_methods(task, self.verifier, [n for n in self.starts if n != self.name]):
+            starts.append(method.propose(task, t_s, threshold).mapping)
+        best = np.zeros(len(task), bool)
+        for mapping in sorted(starts, key=lambda m: -task.cost.evaluate(m).speedup):
+            if fits(task, mapping) and spent() < self.budget and verified_drop(mapping) <= threshold:
+                best = mapping.copy()
+                break
+        improved = True
+        while improved and spent() < self.budget:
+            improved = False
+            best_speedup = task.cost.evaluate(best).speedup
+            for candidate in self._neighbours(task, best, t_s, threshold, best_speedup):
+                if candidate.tobytes() in drops:
+                    continue
+                if spent() >= self.budget:
+                    break
+                if verified_drop(candidate) <= threshold:
+                    best, improved = candidate, True
+                    break
+        return Proposal(self.name, best, spent())
+
+    def _neighbours(self, task: MappingTask, mapping: np.ndarray, t_s: float, threshold: float,
+                    floor: float) -> list[np.ndarray]:
+        """Mask-respecting neighbours faster than ``floor``, fastest first, surrogate-screened."""
+        capable = np.flatnonzero(task.cost.analog_capable & ~mapping)
+        analog = np.flatnonzero(mapping)
+        found = []
+        for i in capable:
+            added = mapping.copy()
+            added[i] = True
+            found.append(added)
+            for j in analog:
+                swapped = added.copy()
+                swapped[j] = False
+                found.append(swapped)
+        if not found:
+            return []
+        found = np.array(found)
+        costs = task.cost.evaluate_batch(found)
+        keep = costs["feasible"] & (costs["speedup"] > floor)
+        found, speedups = found[keep], costs["speedup"][keep]
+        if not len(found):
+            return []
+        predicted = ExhaustiveOptimum._predict(task, found, t_s)
+        order = np.argsort(-speedups, kind="stable")
+        return [found[k] for k in order if predicted[k] <= threshold + self.screen_margin]
 
 
 @register_method("random", label="random")

@@ -125,3 +125,38 @@ def test_policy_search_repairs_when_no_proposal_verifies(task, verify):
     assert result.exact_evaluations == verifier.evaluations == 1 + result.repaired_layers
     with pytest.raises(ValueError, match="at least 1"):
         policy_search(Reckless(), task, T_S, tight, verifier, evaluations=0)
+
+
+def test_cost_aware_greedy_tries_only_layers_that_are_faster_on_analog(task, verify):
+    from agents.methods import CostAwareGreedy
+
+    saving = task.cost.digital_latency_s - task.cost.analog_latency_s
+    assert (saving <= 0).any() and (saving > 0).any()  # LeNet-5 has both kinds (README: greedy is 0.27x)
+    verifier = ExactVerifier(verify)
+    proposal = CostAwareGreedy(verifier).propose(task, T_S, 100.0)  # every layer tried is kept
+    assert proposal.exact_evaluations == int(((saving > 0) & task.cost.analog_capable).sum())
+    assert np.array_equal(proposal.mapping, (saving > 0) & task.cost.analog_capable)
+    assert task.cost.evaluate(proposal.mapping).speedup > 1.0
+    tight = CostAwareGreedy(ExactVerifier(verify)).propose(task, T_S, THRESHOLD)
+    assert verify(tight.mapping, T_S) <= THRESHOLD and not (tight.mapping & (saving <= 0)).any()
+
+
+@pytest.mark.parametrize("budget", [5, 40])
+def test_local_search_is_verified_within_budget_and_no_worse_than_its_starts(task, verify, budget):
+    from agents.methods import LocalSearch
+
+    verifier = ExactVerifier(verify)
+    result = LocalSearch(verifier, budget=budget).propose(task, T_S, THRESHOLD)
+    assert result.exact_evaluations == verifier.evaluations <= budget
+    assert fits(task, result.mapping) and verify(result.mapping, T_S) <= THRESHOLD
+    knapsack = SensitivityKnapsack().propose(task, T_S, THRESHOLD).mapping
+    if budget >= 40 and verify(knapsack, T_S) <= THRESHOLD:
+        assert task.cost.evaluate(result.mapping).speedup >= task.cost.evaluate(knapsack).speedup - 1e-12
+
+
+def test_local_search_reaches_the_exhaustive_optimum_on_lenet5(task, verify, proposals):
+    from agents.methods import LocalSearch
+
+    result = LocalSearch(ExactVerifier(verify), budget=100).propose(task, T_S, THRESHOLD)
+    optimum = proposals["optimum"].mapping
+    assert task.cost.evaluate(result.mapping).speedup == pytest.approx(task.cost.evaluate(optimum).speedup)
