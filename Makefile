@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: all setup run test test-all zoo bench clean
+.PHONY: all setup setup-ray run test test-all zoo bench clean
 
 all: test
 
@@ -19,6 +19,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+# Optional: Ray, for running exact evaluations on a cluster (accuracy/backend.py, backend=ray).
+# requirements-ray.txt is constrained by requirements.txt, so no pinned package (torch 2.13.0 CPU,
+# numpy, ...) changes; without Ray everything works as before.
+setup-ray: setup
+	$(PY) -m pip install --quiet -r requirements-ray.txt
 
 $(SYSTEM_STAMP): scripts/system-deps.sh
 	@[ -d $(VENV) ] || $(PYTHON) -m venv $(VENV)
@@ -47,6 +53,8 @@ bench: setup
 	$(PY) -m bench.bench_env
 	$(PY) -m bench.bench_surrogate
 	$(PY) -m bench.bench_oracle
+	$(PY) -m bench.bench_backend
+	$(PY) -m bench.bench_training
 	$(PY) scripts/update_readme.py
 
 # Retrain the network zoo (about an hour on 2 cores); checkpoints are committed.

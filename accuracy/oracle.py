@@ -17,7 +17,9 @@ and the same in both paths:
 
 Results are cached in SQLite (:mod:`accuracy.cache`) under a key of everything that changes
 them: checkpoint hash, mapping, t, seeds, image count, batch size, device-configuration hash,
-tile size, method and ``ORACLE_VERSION``.
+tile size, method and ``ORACLE_VERSION``. Many independent evaluations run in parallel through
+:mod:`accuracy.backend`, which uses this class's ``key`` (the cache rows) and ``compute_per_seed``
+(the computation, without the cache) and so gives the same results and rows as ``evaluate``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ class AccuracyResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def of(cls, per_seed: Sequence[float], baseline: float, t_s: float, images: int,
+           method: str) -> "AccuracyResult":
+        """The result of per-seed accuracies: one formula for mean, std and drop, so a result
+        assembled by an execution backend (``accuracy.backend``) equals ``evaluate``'s bit for bit."""
+        per_seed = tuple(float(value) for value in per_seed)
+        mean = float(np.mean(per_seed))
+        return cls(mean=mean, std=float(np.std(per_seed)), per_seed=per_seed, baseline=baseline,
+                   drop=baseline - mean, t_s=float(t_s), images=images, method=method)
 
 
 def layer_seed(seed: int, layer_index: int) -> int:
@@ -131,20 +143,33 @@ class AccuracyOracle:
     def baseline(self) -> float:
         """All-digital accuracy (percent) on the oracle's images."""
         if self._baseline is None:
-            key = self._key(np.zeros(len(self.table), bool), 0.0, method="digital")
+            key = self.baseline_key()
             compute = lambda: {"accuracy": self._accuracy(self.model)}  # noqa: E731
             value = self.cache.get_or_compute("baseline", key, compute) if self.cache is not None else compute()
             self._baseline = float(value["accuracy"])
         return self._baseline
 
+    def baseline_key(self) -> dict:
+        """The cache key (kind "baseline") of the all-digital accuracy."""
+        return self._key(np.zeros(len(self.table), bool), 0.0, method="digital")
+
+    def key(self, mapping: Iterable, t_s: float, method: str | None = None) -> dict:
+        """The cache key (kind "accuracy") of ``mapping`` at ``t_s``: the one place its format is
+        defined, so an execution backend's driver reads and writes exactly the rows ``evaluate`` does."""
+        method, m = self._checked(mapping, t_s, method)
+        return self._key(m, t_s, method)
+
+    def compute_per_seed(self, mapping: Iterable, t_s: float, method: str | None = None) -> tuple[float, ...]:
+        """Per-seed accuracies (percent) of ``mapping`` at ``t_s``, computed, never read from or
+        written to the cache: what an execution backend's workers run (only the driver writes)."""
+        method, m = self._checked(mapping, t_s, method)
+        if not m.any():
+            return tuple(self.baseline() for _ in self.seeds)
+        return tuple(self._accuracy_with(m, t_s, seed, method) for seed in self.seeds)
+
     def evaluate(self, mapping: Iterable, t_s: float, method: str | None = None) -> AccuracyResult:
         """Drift-aged accuracy of ``mapping`` at ``t_s`` seconds after programming."""
-        method = method or self.method
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if not (t_s >= 0 and np.isfinite(t_s)):
-            raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
-        m = self.validate(mapping)
+        method, m = self._checked(mapping, t_s, method)
         baseline = self.baseline()
         if not m.any():
             per_seed = tuple(baseline for _ in self.seeds)
@@ -154,12 +179,10 @@ class AccuracyOracle:
             if cached is not None:
                 per_seed = tuple(cached["per_seed"])
             else:
-                per_seed = tuple(self._accuracy_with(m, t_s, seed, method) for seed in self.seeds)
+                per_seed = self.compute_per_seed(m, t_s, method)
                 if self.cache is not None:
                     self.cache.put("accuracy", key, {"per_seed": list(per_seed)})
-        mean = float(np.mean(per_seed))
-        return AccuracyResult(mean=mean, std=float(np.std(per_seed)), per_seed=per_seed, baseline=baseline,
-                              drop=baseline - mean, t_s=float(t_s), images=self.images, method=method)
+        return AccuracyResult.of(per_seed, baseline, t_s, self.images, method)
 
     def sensitivity_profile(self, t_grid: Sequence[float], method: str | None = None,
                             progress=None) -> np.ndarray:
@@ -177,6 +200,15 @@ class AccuracyOracle:
         return profile
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _checked(self, mapping: Iterable, t_s: float, method: str | None) -> tuple[str, np.ndarray]:
+        """The method to use and the mapping as a bool array, or a ValueError/MappingError."""
+        method = method or self.method
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if not (t_s >= 0 and np.isfinite(t_s)):
+            raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
+        return method, self.validate(mapping)
 
     def _key(self, mapping: np.ndarray, t_s: float, method: str) -> dict:
         return {"oracle": ORACLE_VERSION, "checkpoint": self._checkpoint, "network": self.spec.name,

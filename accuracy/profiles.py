@@ -5,7 +5,9 @@
 Both are measured with the exact oracle (fast path) on the validation split and written to
 ``workloads/profiles/<network>.json`` beside the checkpoints, keyed by everything that changes
 them (checkpoint hash, device-configuration digest, images, seeds, sampling plan, oracle
-version). A missing or stale artifact is rebuilt when it is needed, never used.
+version). A missing or stale artifact is rebuilt when it is needed, never used. Its exact
+evaluations are independent, so a build submits them all at once to an execution backend
+(:mod:`accuracy.backend`: serial, a local process pool or Ray); the artifact does not depend on it.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from accuracy.backend import EvalJob, OracleOptions, evaluate_many, process_oracle
 from accuracy.cache import ResultCache
 from accuracy.noise import NoiseConfig
-from accuracy.oracle import ORACLE_VERSION, AccuracyOracle
+from accuracy.oracle import ORACLE_VERSION
 from accuracy.surrogate import T_GRID_S, DropSurrogate, SensitivityProfile
 from common.io import atomic_write
 from common.paths import PROJECT_ROOT
@@ -86,29 +88,46 @@ def sample_mappings(capable: np.ndarray, plan: ProfilePlan) -> tuple[np.ndarray,
     return mappings, t_s
 
 
-def build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan, cache: ResultCache | None,
-          progress: bool = True) -> dict:
-    oracle = AccuracyOracle(spec, noise, images=plan.images, seeds=plan.seeds, cache=cache)
-    capable = np.array([layer.analog_capable for layer in oracle.table.layers])
+def artifact_jobs(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan,
+                  capable: np.ndarray) -> tuple[list[EvalJob], np.ndarray, np.ndarray]:
+    """The artifact's exact evaluations, all independent: every analog-capable layer alone at each
+    t of ``T_GRID_S`` (layer by layer), then the plan's sampled mappings; and those samples."""
+    options = OracleOptions.of(spec, noise, images=plan.images, seeds=plan.seeds)
     mappings, t_s = sample_mappings(capable, plan)
+    jobs = []
+    for i in np.flatnonzero(capable):
+        alone = np.zeros(len(capable), bool)
+        alone[i] = True
+        jobs += [EvalJob.of(options, alone, t) for t in T_GRID_S]
+    jobs += [EvalJob.of(options, mapping, float(t)) for mapping, t in zip(mappings, t_s)]
+    return jobs, mappings, t_s
+
+
+def build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan, cache: ResultCache | None,
+          progress: bool = True, backend: str = "auto") -> dict:
+    """Measure the artifact; its exact evaluations run on ``backend`` (``accuracy.backend``: "serial",
+    "local", "ray" or "auto"), all submitted at once; the document does not depend on the backend."""
+    options = OracleOptions.of(spec, noise, images=plan.images, seeds=plan.seeds)
+    oracle = process_oracle(options)
+    capable = np.array([layer.analog_capable for layer in oracle.table.layers])
     started = time.time()
-    bar = tqdm(total=int(capable.sum()) * len(T_GRID_S) + plan.samples, desc=f"profile {spec.name}",
-               disable=not progress, unit="eval")
     if not capable.any():
         print(f"{spec.name}: no analog-capable layer (only grouped/depthwise convolutions): nothing to map",
               file=sys.stderr)
-    drops = oracle.sensitivity_profile(T_GRID_S, progress=lambda: bar.update(1))
-    sample_drops, per_seed = [], []
-    for mapping, t in zip(mappings, t_s):
-        result = oracle.evaluate(mapping, float(t))
-        sample_drops.append(result.drop)
-        per_seed.append(list(result.per_seed))
-        bar.update(1)
-    bar.close()
+    jobs, mappings, t_s = artifact_jobs(spec, noise, plan, capable)
+    results = evaluate_many(jobs, backend=backend, cache=cache, progress=progress, desc=f"profile {spec.name}")
+    drops = np.full((len(capable), len(T_GRID_S)), np.nan)
+    singles = int(capable.sum()) * len(T_GRID_S)
+    drops[capable] = np.array([result.drop for result in results[:singles]]).reshape(-1, len(T_GRID_S))
+    samples = results[singles:]
+    if not results:  # nothing analog-capable: the all-digital job answers the baseline
+        results = evaluate_many([EvalJob.of(options, np.zeros(len(capable), bool), 0.0)], "serial", cache, False)
+    baseline = results[0].baseline
     profile = SensitivityProfile(T_GRID_S, drops, np.array([layer.macs for layer in oracle.table.layers], float))
-    return {"key": artifact_key(spec, noise, plan), "baseline": oracle.baseline(), "profile": profile.to_dict(),
+    return {"key": artifact_key(spec, noise, plan), "baseline": baseline, "profile": profile.to_dict(),
             "samples": {"mappings": ["".join("1" if a else "0" for a in m) for m in mappings],
-                        "t_s": t_s.tolist(), "drops": sample_drops, "per_seed": per_seed},
+                        "t_s": t_s.tolist(), "drops": [result.drop for result in samples],
+                        "per_seed": [list(result.per_seed) for result in samples]},
             "seconds": round(time.time() - started, 1)}
 
 
@@ -123,10 +142,11 @@ def parse(data: dict) -> NetworkAccuracyData:
 
 def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan | None = None,
                   directory: Path = PROFILE_DIR, cache_path: Path | None = DEFAULT_CACHE,
-                  progress: bool = True, allow_build: bool = True) -> NetworkAccuracyData:
+                  progress: bool = True, allow_build: bool = True, backend: str = "auto") -> NetworkAccuracyData:
     """The network's artifact, rebuilt (and written atomically) when missing or stale.
 
     With ``allow_build=False`` a missing or stale artifact raises FileNotFoundError instead.
+    ``backend``: where a build's exact evaluations run (``accuracy.backend``).
     """
     plan = plan or plan_for(spec)
     path = directory / f"{spec.name}.json"
@@ -146,7 +166,7 @@ def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan | Non
     if progress:
         print(f"building {path}: {reason}", file=sys.stderr)
     cache = ResultCache(cache_path) if cache_path else None
-    data = build(spec, noise, plan, cache, progress)
+    data = build(spec, noise, plan, cache, progress, backend)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(data) + "\n")
     return parse(data)

@@ -113,6 +113,25 @@ def main(argv: list[str] | None = None) -> int:
                          f"evaluations per mapping PPO {evals['ppo']:.1f}, greedy {evals['lionheart_greedy']:.1f} | "
                          f"PPO >= greedy everywhere, >= {0.97 if group == 'training' else 0.95} of best, 100% feasible, "
                          f"<= 1/5 of greedy's evaluations |")
+    backend = load("backend")
+    if backend:
+        v = backend["variants"]
+        plan = backend["plan"]
+        lines.append(f"| execution backend, artifact builds of {' + '.join(plan['networks'])} "
+                     f"({sum(plan['exact_evaluations'].values())} exact evaluations, `bench.bench_backend`), "
+                     f"{backend['cpus']} cores | serial {v['serial_default_threads']['best_total_s']:.1f} s, process pool "
+                     f"{v['local']['best_total_s']:.1f} s ({v['local']['speedup_vs_serial']:.2f}x), Ray "
+                     f"{v['ray']['best_total_s']:.1f} s ({v['ray']['speedup_vs_serial']:.2f}x, "
+                     f"+{v['ray']['ray_startup_s']:.1f} s start-up); serial with one torch thread "
+                     f"{v['serial_one_thread']['speedup_vs_serial']:.2f}x; artifacts identical: "
+                     f"{'yes' if backend['artifacts_identical'] else 'NO'} | identical results; speed-up grows with cores "
+                     "(well under 2x on 2) |")
+    threads = load("training_threads")
+    if threads:
+        best = threads["best_steps_per_s"]
+        lines.append(f"| training steps/s, one torch thread vs torch's default ({threads['default_threads']}) "
+                     f"(`bench.bench_training`) | {best['one_thread']:,} vs {best['default_threads']:,} steps/s "
+                     f"({threads['one_over_default']:.2f}x) | sets `train.torch_threads` |")
     env = load("env")
     if env:
         lines.append(f"| environment, {env['network']} (`bench.bench_env`) | {env['steps_per_s']['plain']:,} steps/s "

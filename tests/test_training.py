@@ -66,3 +66,18 @@ def test_smoke_training_writes_metrics_checkpoints_and_resumes(tmp_path):
 def test_resume_from_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.resume"):
         train(compose_train("experiment=smoke", "train.resume=/nowhere/model.zip"), tmp_path)
+
+
+def test_a_sweep_runs_in_parallel_with_the_joblib_launcher(tmp_path):
+    """`train.py -m hydra/launcher=joblib ...` (README): one run folder per job, each with its seed."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "experiment=smoke",
+         "seed=0,1", f"hydra.sweep.dir={tmp_path}"], capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", "AIMC_NO_REEXEC": "1", "PYTHONPATH": str(PROJECT_ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    seeds = sorted(json.loads((tmp_path / job / "run.json").read_text())["seed"] for job in ("0", "1"))
+    assert seeds == [0, 1]
+    assert all((tmp_path / job / "best_model.zip").is_file() for job in ("0", "1"))
