@@ -55,6 +55,7 @@ bench: setup
 	$(PY) -m bench.bench_oracle
 	$(PY) -m bench.bench_backend
 	$(PY) -m bench.bench_training
+	$(PY) -m bench.bench_training --load 2 --name training_threads_busy
 	$(PY) scripts/update_readme.py
 
 # Retrain the network zoo (about an hour on 2 cores); checkpoints are committed.

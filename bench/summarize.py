@@ -126,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
                      f"{v['serial_one_thread']['speedup_vs_serial']:.2f}x; artifacts identical: "
                      f"{'yes' if backend['artifacts_identical'] else 'NO'} | identical results; speed-up grows with cores "
                      "(well under 2x on 2) |")
-    threads = load("training_threads")
-    if threads:
-        best = threads["best_steps_per_s"]
-        lines.append(f"| training steps/s, one torch thread vs torch's default ({threads['default_threads']}) "
-                     f"(`bench.bench_training`) | {best['one_thread']:,} vs {best['default_threads']:,} steps/s "
-                     f"({threads['one_over_default']:.2f}x) | sets `train.torch_threads` |")
+    for name, when in (("training_threads", "quiet machine"), ("training_threads_busy", "busy machine")):
+        threads = load(name)
+        if threads:
+            best = threads["best_steps_per_s"]
+            busy = threads.get("cpu_bound_processes_beside", 0)
+            lines.append(f"| training steps/s, one torch thread vs torch's default ({threads['default_threads']}), {when}"
+                         + (f" ({busy} CPU-bound processes beside it)" if busy else "")
+                         + f" (`bench.bench_training`) | {best['one_thread']:,} vs {best['default_threads']:,} steps/s "
+                         f"({threads['one_over_default']:.2f}x) | sets `train.torch_threads` |")
     env = load("env")
     if env:
         lines.append(f"| environment, {env['network']} (`bench.bench_env`) | {env['steps_per_s']['plain']:,} steps/s "
