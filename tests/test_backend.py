@@ -125,15 +125,20 @@ def test_driver_sends_only_cache_misses(jobs, options, reference, tmp_path):
     assert per_seed(results[:3]) == per_seed(reference[0][:3])
 
 
-def test_a_worker_killed_mid_run_is_survived(jobs, reference, tmp_path):
+def check_one_death_is_survived(backend: str, jobs, reference, tmp_path, **options) -> None:
+    """The poisoned job kills its worker once: the run completes with every result and row."""
     hook = Hook(tmp_path / "log", die_on=POISON, times=1)
     hook.folder.mkdir()
     path = tmp_path / "cache.sqlite"
     with ResultCache(path) as cache:
-        results = evaluate_many(jobs, backend="local", cache=cache, progress=False, before_job=hook, max_workers=2)
+        results = evaluate_many(jobs, backend=backend, cache=cache, progress=False, before_job=hook, **options)
     assert hook.deaths() == 1
     assert results == reference[0]
     assert rows(path) == reference[1]
+
+
+def test_a_worker_killed_mid_run_is_survived(jobs, reference, tmp_path):
+    check_one_death_is_survived("local", jobs, reference, tmp_path, max_workers=2)
 
 
 def test_a_job_whose_worker_dies_twice_is_named_and_finished_results_are_kept(jobs, reference, tmp_path):
@@ -262,14 +267,7 @@ def ray_local():
 
 
 def test_ray_matches_the_oracle_and_survives_a_dying_worker(ray_local, jobs, reference, tmp_path):
-    path = tmp_path / "cache.sqlite"
-    hook = Hook(tmp_path / "log", die_on=POISON, times=1)
-    hook.folder.mkdir()
-    with ResultCache(path) as cache:
-        results = evaluate_many(jobs, backend="ray", cache=cache, progress=False, before_job=hook)
-    assert hook.deaths() == 1
-    assert results == reference[0]
-    assert rows(path) == reference[1]
+    check_one_death_is_survived("ray", jobs, reference, tmp_path)
 
 
 def test_ray_names_a_job_whose_worker_dies_twice(ray_local, jobs, tmp_path):
