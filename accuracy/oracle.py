@@ -42,6 +42,8 @@ from workloads.registry import NetworkSpec
 
 ORACLE_VERSION = 1
 METHODS = ("fast", "reference", "weights")
+# Samples in one forward pass when chips are stacked (chips x batch): bounds the activations' memory.
+CHIP_BATCH_SAMPLES = 4000
 
 
 class MappingError(ValueError):
@@ -69,13 +71,30 @@ class AccuracyResult:
         assembled by an execution backend (``accuracy.backend``) equals ``evaluate``'s bit for bit."""
         per_seed = tuple(float(value) for value in per_seed)
         mean = float(np.mean(per_seed))
-        return cls(mean=mean, std=float(np.std(per_seed)), per_seed=per_seed, baseline=baseline,
+        # The sample standard deviation over chips (n - 1): the chips are a sample of the population
+        # of programmed chips, and the population form understates it (by sqrt 2 for 2 chips).
+        std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
+        return cls(mean=mean, std=std, per_seed=per_seed, baseline=baseline,
                    drop=baseline - mean, t_s=float(t_s), images=images, method=method)
 
 
 def layer_seed(seed: int, layer_index: int) -> int:
     """Programming seed of one layer under one repetition (independent streams per layer)."""
     return (int(seed) * 1_000_003 + int(layer_index) * 10_007 + 1) % (2**31 - 1)
+
+
+class ChipStack(nn.Module):
+    """One layer on K programmed chips: the input is the chips' activations stacked chip-major
+    along the batch (K x B samples); chip k's layer computes chip k's block. The layers before and
+    after it run on the whole stack, so K chips cost one pass of K x B samples, not K passes."""
+
+    def __init__(self, chips: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.chips = nn.ModuleList(chips)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = x.chunk(len(self.chips))
+        return torch.cat([chip(block) for chip, block in zip(self.chips, blocks)])
 
 
 @contextlib.contextmanager
@@ -99,11 +118,12 @@ class AccuracyOracle:
 
     def __init__(self, spec: NetworkSpec, noise: NoiseConfig, *, images: int = 1000,
                  seeds: Sequence[int] = (0, 1, 2), batch_size: int = 500, split: str = "validation",
-                 cache: ResultCache | None = None, method: str = "fast", data: ImageSet | None = None) -> None:
+                 cache: ResultCache | None = None, method: str = "fast", data: ImageSet | None = None,
+                 image_offset: int = 0) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if images <= 0 or batch_size <= 0 or not seeds:
-            raise ValueError("images and batch_size must be > 0 and seeds non-empty")
+        if images <= 0 or batch_size <= 0 or not seeds or image_offset < 0:
+            raise ValueError("images and batch_size must be > 0, image_offset >= 0 and seeds non-empty")
         self.spec, self.noise, self.method = spec, noise, method
         self.seeds = tuple(int(s) for s in seeds)
         self.batch_size, self.cache = batch_size, cache
@@ -114,8 +134,13 @@ class AccuracyOracle:
         if data is None:
             splits = spec.data()
             data = getattr(splits, split)
-        self.data = data.subset(images)
-        self.images = len(self.data)
+        if image_offset and image_offset + images > len(data):
+            raise ValueError(f"{spec.name}: images [{image_offset}, {image_offset + images}) do not fit the "
+                             f"{len(data)} images of the {split} split; lower the offset or the image count")
+        # Images [offset, offset + images) of the split: a search and a verification can use disjoint images.
+        self.data = ImageSet(data.images[image_offset:image_offset + images],
+                             data.labels[image_offset:image_offset + images])
+        self.images, self.image_offset = len(self.data), int(image_offset)
         self.split = split
         self._checkpoint = spec.checkpoint_sha256()
         self._states: dict[tuple[int, int, float], adapter.LayerState] = {}
@@ -153,33 +178,46 @@ class AccuracyOracle:
         """The cache key (kind "baseline") of the all-digital accuracy."""
         return self._key(np.zeros(len(self.table), bool), 0.0, method="digital")
 
-    def key(self, mapping: Iterable, t_s: float, method: str | None = None) -> dict:
-        """The cache key (kind "accuracy") of ``mapping`` at ``t_s``: the one place its format is
-        defined, so an execution backend's driver reads and writes exactly the rows ``evaluate`` does."""
+    def key(self, mapping: Iterable, t_s: float, method: str | None = None,
+            seeds: Sequence[int] | None = None) -> dict:
+        """The cache key (kind "accuracy") of ``mapping`` at ``t_s`` on ``seeds`` (default: the
+        oracle's): the one place its format is defined, so an execution backend's driver reads and
+        writes exactly the rows ``evaluate`` does."""
         method, m = self._checked(mapping, t_s, method)
-        return self._key(m, t_s, method)
+        return self._key(m, t_s, method, self._seeds(seeds))
 
-    def compute_per_seed(self, mapping: Iterable, t_s: float, method: str | None = None) -> tuple[float, ...]:
+    def compute_per_seed(self, mapping: Iterable, t_s: float, method: str | None = None,
+                         seeds: Sequence[int] | None = None) -> tuple[float, ...]:
         """Per-seed accuracies (percent) of ``mapping`` at ``t_s``, computed, never read from or
         written to the cache: what an execution backend's workers run (only the driver writes)."""
         method, m = self._checked(mapping, t_s, method)
+        seeds = self._seeds(seeds)
         if not m.any():
-            return tuple(self.baseline() for _ in self.seeds)
-        return tuple(self._accuracy_with(m, t_s, seed, method) for seed in self.seeds)
+            return tuple(self.baseline() for _ in seeds)
+        if method == "reference":
+            return tuple(self._accuracy_reference(m, t_s, seed) for seed in seeds)
+        per_seed: list[float] = []
+        group = max(1, CHIP_BATCH_SAMPLES // min(self.batch_size, self.images))
+        for start in range(0, len(seeds), group):
+            per_seed += self._accuracy_chips(m, t_s, seeds[start:start + group], method)
+        return tuple(per_seed)
 
-    def evaluate(self, mapping: Iterable, t_s: float, method: str | None = None) -> AccuracyResult:
-        """Drift-aged accuracy of ``mapping`` at ``t_s`` seconds after programming."""
+    def evaluate(self, mapping: Iterable, t_s: float, method: str | None = None,
+                 seeds: Sequence[int] | None = None) -> AccuracyResult:
+        """Drift-aged accuracy of ``mapping`` at ``t_s`` seconds after programming, over the
+        programmed chips ``seeds`` (default: the oracle's)."""
         method, m = self._checked(mapping, t_s, method)
+        seeds = self._seeds(seeds)
         baseline = self.baseline()
         if not m.any():
-            per_seed = tuple(baseline for _ in self.seeds)
+            per_seed = tuple(baseline for _ in seeds)
         else:
-            key = self._key(m, t_s, method)
+            key = self._key(m, t_s, method, seeds)
             cached = self.cache.get("accuracy", key) if self.cache is not None else None
             if cached is not None:
                 per_seed = tuple(cached["per_seed"])
             else:
-                per_seed = self.compute_per_seed(m, t_s, method)
+                per_seed = self.compute_per_seed(m, t_s, method, seeds)
                 if self.cache is not None:
                     self.cache.put("accuracy", key, {"per_seed": list(per_seed)})
         return AccuracyResult.of(per_seed, baseline, t_s, self.images, method)
@@ -210,21 +248,46 @@ class AccuracyOracle:
             raise ValueError(f"drift time must be a finite number of seconds >= 0, got {t_s}")
         return method, self.validate(mapping)
 
-    def _key(self, mapping: np.ndarray, t_s: float, method: str) -> dict:
-        return {"oracle": ORACLE_VERSION, "checkpoint": self._checkpoint, "network": self.spec.name,
-                "mapping": "".join("1" if a else "0" for a in mapping), "t_s": float(t_s),
-                "seeds": list(self.seeds), "images": self.images, "split": self.split,
-                "batch": self.batch_size, "device": self.noise.digest(), "method": method,
-                "aihwkit": adapter.AIHWKIT_VERSION}
+    def _seeds(self, seeds: Sequence[int] | None) -> tuple[int, ...]:
+        if seeds is None:
+            return self.seeds
+        seeds = tuple(int(s) for s in seeds)
+        if not seeds:
+            raise ValueError("seeds must be non-empty")
+        return seeds
+
+    def _key(self, mapping: np.ndarray, t_s: float, method: str, seeds: Sequence[int] | None = None) -> dict:
+        key = {"oracle": ORACLE_VERSION, "checkpoint": self._checkpoint, "network": self.spec.name,
+               "mapping": "".join("1" if a else "0" for a in mapping), "t_s": float(t_s),
+               "seeds": list(self.seeds if seeds is None else seeds), "images": self.images, "split": self.split,
+               "batch": self.batch_size, "device": self.noise.digest(), "method": method,
+               "aihwkit": adapter.AIHWKIT_VERSION}
+        if self.image_offset:  # absent for offset 0, so rows written before offsets existed still match
+            key["image_offset"] = self.image_offset
+        return key
+
+    def _accuracy(self, model: nn.Module) -> float:
+        return self._accuracies(model, chips=1)[0]
 
     @torch.no_grad()
-    def _accuracy(self, model: nn.Module) -> float:
+    def _accuracies(self, model: nn.Module, chips: int) -> list[float]:
+        """Accuracy (percent) per chip of a model whose analog layers are :class:`ChipStack` s of
+        ``chips`` chips: each batch is repeated once per chip (chip-major) and the logits split back."""
         model.eval()
-        correct = 0
+        correct = [0] * chips
+        total = 0
         for start in range(0, self.images, self.batch_size):
-            logits = model(self.data.images[start:start + self.batch_size])
-            correct += int((logits.argmax(1) == self.data.labels[start:start + self.batch_size]).sum())
-        return 100.0 * correct / self.images
+            images = self.data.images[start:start + self.batch_size]
+            labels = self.data.labels[start:start + self.batch_size]
+            if chips > 1:
+                images = images.repeat(chips, *([1] * (images.dim() - 1)))
+            logits = model(images)
+            # Class scores along dim 1: (N, classes) for a classifier, (N, vocabulary, positions)
+            # for a sequence model, whose accuracy counts every labelled position.
+            for chip, chip_logits in enumerate(logits.chunk(chips)):
+                correct[chip] += int((chip_logits.argmax(1) == labels).sum())
+            total += labels.numel()
+        return [100.0 * c / total for c in correct]
 
     def layer_state(self, index: int, seed: int, t_s: float) -> adapter.LayerState:
         """Programmed + drifted tiles of layer ``index`` under repetition ``seed`` (memoised)."""
@@ -254,23 +317,26 @@ class AccuracyOracle:
             self._reference_layers[key] = analog
         return self._reference_layers[key]
 
-    def _accuracy_with(self, mapping: np.ndarray, t_s: float, seed: int, method: str) -> float:
+    def _accuracy_chips(self, mapping: np.ndarray, t_s: float, seeds: Sequence[int], method: str) -> list[float]:
+        """Per-chip accuracies of the fast or weights path, every chip of ``seeds`` in one forward
+        pass per batch. Each chip keeps its own noise generator, drawn in the same order as a pass
+        of that chip alone, so the result does not depend on which chips share the pass."""
+        generators = [torch.Generator().manual_seed(layer_seed(seed, 10_000)) for seed in seeds]
+        replacements: dict[str, nn.Module] = {}
+        for i in np.flatnonzero(mapping):
+            name = self.table.layers[i].name
+            if method == "fast":
+                chips = [FastAnalogLayer(self.modules[name], self.layer_state(i, seed, t_s), self.noise, generator)
+                         for seed, generator in zip(seeds, generators)]
+            else:
+                chips = [EffectiveWeightLayer(self.modules[name], self.layer_state(i, seed, t_s)) for seed in seeds]
+            replacements[name] = chips[0] if len(chips) == 1 else ChipStack(chips)
+        with swapped(self.model, replacements) as hybrid:
+            return self._accuracies(hybrid, chips=len(seeds))
+
+    def _accuracy_reference(self, mapping: np.ndarray, t_s: float, seed: int) -> float:
         analog_layers = [i for i, analog in enumerate(mapping) if analog]
         replacements: dict[str, nn.Module] = {}
-        if method == "fast":
-            generator = torch.Generator().manual_seed(layer_seed(seed, 10_000))
-            for i in analog_layers:
-                name = self.table.layers[i].name
-                replacements[name] = FastAnalogLayer(self.modules[name], self.layer_state(i, seed, t_s),
-                                                     self.noise, generator)
-            with swapped(self.model, replacements) as hybrid:
-                return self._accuracy(hybrid)
-        if method == "weights":
-            for i in analog_layers:
-                name = self.table.layers[i].name
-                replacements[name] = EffectiveWeightLayer(self.modules[name], self.layer_state(i, seed, t_s))
-            with swapped(self.model, replacements) as hybrid:
-                return self._accuracy(hybrid)
         for i in analog_layers:
             replacements[self.table.layers[i].name] = self.reference_layer(i, seed, t_s)
         with torch.random.fork_rng(devices=[]):

@@ -15,6 +15,11 @@ A binary search over that list, starting at the nominal threshold's proposal and
 exact-evaluation budget, finds the most aggressive proposal that verifies; the fastest verified
 proposal is returned. If none verified within the budget, the least aggressive one that failed
 is repaired as above. Every exact evaluation is counted.
+
+``certify_and_repair``: the search above selects on a few chips and images, so its verdict is
+biased toward lucky mappings. A mapping a method emits as feasible is therefore certified with a
+population statement (:mod:`accuracy.population`) on chips and images no search used, and
+repaired (as above) until the statement says it holds. Chip passes are counted.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 from accuracy.cache import ResultCache
 from accuracy.noise import load_noise
 from accuracy.oracle import AccuracyOracle
+from accuracy.population import HOLDS, PopulationPlan, PopulationStatement, population_statement
 from accuracy.profiles import DEFAULT_CACHE
 from envs.tasks import MappingTask
 from hw_model.system import load_system
@@ -137,3 +143,50 @@ def policy_search(mapper, task: MappingTask, t_s: float, threshold: float, verif
     repaired = verify_and_repair(task, proposals[least_aggressive_failure], t_s, threshold, verifier,
                                  drop=drops[least_aggressive_failure])
     return Verified(repaired.mapping, repaired.drop, repaired.repaired_layers, verifier.evaluations - start)
+
+
+class Certifier:
+    """Population statements (``accuracy.population``) of mappings on a verification oracle whose
+    chips and images no search used; counts chip passes (one chip over the oracle's images)."""
+
+    def __init__(self, oracle: AccuracyOracle, plan: PopulationPlan) -> None:
+        self.oracle, self.plan = oracle, plan
+        self.chip_passes = 0
+
+    def __call__(self, mapping: np.ndarray, t_s: float, threshold: float) -> PopulationStatement:
+        mapping = np.asarray(mapping, bool)
+        if not mapping.any():  # all-digital: no analog error on any chip
+            return PopulationStatement(HOLDS, self.plan.criterion, self.plan.confidence, float(threshold), 0, (),
+                                       (), 0.0, 0.0, 0.0, 0.0)
+        baseline = self.oracle.baseline()
+
+        def chip_drops(seeds: tuple[int, ...]) -> list[float]:
+            self.chip_passes += len(seeds)
+            return [baseline - accuracy for accuracy in self.oracle.evaluate(mapping, t_s, seeds=seeds).per_seed]
+
+        return population_statement(chip_drops, threshold, self.plan)
+
+
+@dataclass(frozen=True)
+class Certified:
+    mapping: np.ndarray
+    statement: PopulationStatement
+    repaired_layers: int
+    chip_passes: int
+
+
+def certify_and_repair(task: MappingTask, mapping: np.ndarray, t_s: float, threshold: float,
+                       certifier: Certifier) -> Certified:
+    """The mapping, with analog layers moved to digital (most sensitive at t first) until its
+    population statement holds; the all-digital mapping always holds, so this ends."""
+    start = certifier.chip_passes
+    mapping = np.asarray(mapping, bool).copy()
+    sensitivity = task.profile.at(t_s)
+    statement = certifier(mapping, t_s, threshold)
+    repaired = 0
+    while not statement.holds:
+        analog = np.flatnonzero(mapping)
+        mapping[analog[np.argmax(sensitivity[analog])]] = False
+        repaired += 1
+        statement = certifier(mapping, t_s, threshold)
+    return Certified(mapping, statement, repaired, certifier.chip_passes - start)

@@ -184,6 +184,39 @@ def check_network_spec(spec, *, load_data: bool = True) -> None:
 
 # --- evaluate.py --------------------------------------------------------------------------------
 
+def check_certify(cfg: Mapping[str, Any]) -> None:
+    """The certify section: a valid population plan on chips and images no search or report uses."""
+    from accuracy.population import PopulationPlan
+
+    part = cfg.get("certify")
+    if part is None:
+        return
+    if not isinstance(part, Mapping):
+        raise ConfigError(f"certify must be a mapping like {{enabled: true, images: 1000, image_offset: 1000, "
+                          f"plan: {{...}}}}, got {part!r}")
+    boolean(part, "enabled", path="certify.")
+    if not part["enabled"]:
+        return
+    integer(part, "images", at_least=1, path="certify.")
+    integer(part, "image_offset", at_least=0, path="certify.")
+    if part["image_offset"] < cfg["verify"]["images"]:
+        raise ConfigError(f"certify.image_offset {part['image_offset']} overlaps the searches' validation images "
+                          f"[0, {cfg['verify']['images']}): certification must use images no search selected on; "
+                          f"set certify.image_offset={cfg['verify']['images']} or more")
+    if part.get("plan") is not None and not isinstance(part["plan"], Mapping):
+        raise ConfigError(f"certify.plan must be a mapping of population-plan keys, got {part['plan']!r}")
+    try:
+        plan = PopulationPlan.of(part.get("plan"))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"certify.plan: {error}") from None
+    chips = set(plan.all_seeds())
+    for section in ("verify", "report"):
+        shared = chips & set(cfg[section]["seeds"])
+        if shared:
+            raise ConfigError(f"certify.plan chips (seeds {plan.seed_start}..{plan.seed_start + plan.max_chips - 1}) "
+                              f"share seeds {sorted(shared)} with {section}.seeds; move certify.plan.seed_start")
+
+
 def check_evaluate(cfg: Mapping[str, Any], out_dir: str | Path | None = None) -> None:
     """Every value evaluate.py reads (``cfg`` is the plain, resolved config)."""
     from agents.methods import method_names
@@ -203,6 +236,7 @@ def check_evaluate(cfg: Mapping[str, Any], out_dir: str | Path | None = None) ->
     if overlap:
         raise ConfigError(f"report.seeds share programming seeds {sorted(overlap)} with verify.seeds: the final "
                           "report must use chips the search did not select on; choose disjoint seeds")
+    check_certify(cfg)
     baselines = cfg.get("baselines")
     if not (baselines == "all" or isinstance(baselines, list)):
         raise ConfigError(f"baselines must be all or a list of method names, got {baselines!r}")

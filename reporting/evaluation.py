@@ -1,9 +1,11 @@
 """``evaluate(cfg, out_dir)``: verified mappings, lifetime schedules, reports and plots.
 
 For each network x t x threshold: the trained policy's verified search (agents/verify.py,
-exact evaluations on the validation split, repair when needed) and a final report on the test
-split; every mapping method of the registry (``agents.methods``) that the configuration selects
-runs side by side. Writes into ``out_dir``: ``<network>.json`` (the mapping file,
+exact evaluations on the validation split, repair when needed) and every mapping method of the
+registry (``agents.methods``) that the configuration selects, side by side. Every mapping a
+method emits as feasible is then certified: a population statement (``accuracy.population``) on
+chips and validation images that no search used, with repair until it holds
+(``certify.enabled``). Last, a final report on the test split with other chips again. Writes into ``out_dir``: ``<network>.json`` (the mapping file,
 ``reporting.mapping_file``), ``summary.csv``, ``summary.md`` and PNG plots. Every file is
 written atomically. All inputs are checked before anything is written.
 """
@@ -30,7 +32,8 @@ from accuracy.profiles import DEFAULT_CACHE
 from agents.methods import make_methods
 from agents.policy_file import PolicyFileError, load_policy
 from agents.ppo import PolicyMapper
-from agents.verify import ExactVerifier, policy_search, verify_and_repair
+from accuracy.population import PopulationPlan
+from agents.verify import Certifier, ExactVerifier, certify_and_repair, policy_search, verify_and_repair
 from common.io import atomic_write
 from common.paths import PROJECT_ROOT
 from common.units import LIFETIME_S, human_time
@@ -130,32 +133,77 @@ class NetworkEvaluator:
         self.test = AccuracyOracle(spec, self.noise, images=report["images"], seeds=report["seeds"],
                                    split="test", cache=cache)
         self.verifier = ExactVerifier(lambda m, t: self.validation.evaluate(m, t).drop)
+        certify = cfg.get("certify") or {"enabled": False}
+        self.certifier: Certifier | None = None
+        if certify.get("enabled") and self.task.cost.analog_capable.any():
+            plan = PopulationPlan.of(certify.get("plan"))
+            try:
+                oracle = AccuracyOracle(spec, self.noise, images=certify["images"],
+                                        image_offset=certify["image_offset"], seeds=plan.all_seeds(), cache=cache)
+            except ValueError as error:
+                raise EvaluationInputError(f"certify: {error}") from None
+            self.certifier = Certifier(oracle, plan)
 
     @property
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.task.cost.table.layers]
 
     def result(self, method: str, mapping: np.ndarray, t_s: float, threshold: float, *, exact_evaluations: int,
-               repaired_layers: int = 0, wall_s: float = 0.0) -> dict[str, Any]:
-        """One mapping's full record: layers, predicted, verified (validation) and test accuracy, cost."""
+               repaired_layers: int = 0, wall_s: float = 0.0, chip_passes: int = 0,
+               repair: bool = True) -> dict[str, Any]:
+        """One emitted mapping's full record: layers, predicted drop, the search's verification
+        (validation split, search chips), the population statement (certification chips and
+        images, after repair), the final report (test split, report chips) and cost.
+
+        A mapping the search verified feasible is certified, and repaired until its statement
+        holds; a mapping the search already found infeasible is reported as it is, uncertified.
+        ``repair=False`` certifies without repairing (a mapping file is reported as written);
+        ``chip_passes`` carries certification work already spent on this point."""
+        mapping = np.asarray(mapping, bool)
+        proposed = mapping
+        start = time.perf_counter()
+        certificate = None
+        if self.certifier is not None and self.validation.evaluate(mapping, t_s).drop <= threshold:
+            if repair:
+                certified = certify_and_repair(self.task, mapping, t_s, threshold, self.certifier)
+                mapping, certificate = certified.mapping, certified.statement
+                chip_passes += certified.chip_passes
+                repaired_layers += certified.repaired_layers
+            else:
+                before = self.certifier.chip_passes
+                certificate = self.certifier(mapping, t_s, threshold)
+                chip_passes += self.certifier.chip_passes - before
+        wall_s += time.perf_counter() - start
         cost = self.task.cost.evaluate(mapping)
         verified = self.validation.evaluate(mapping, t_s)
         tested = self.test.evaluate(mapping, t_s)
         table = self.task.cost.table
+        within = certificate.holds if certificate is not None else (
+            self.certifier is None and verified.drop <= threshold)
         return {
             "method": method, "t_s": t_s, "threshold": threshold, "mapping": mapping.astype(int).tolist(),
+            "proposed_mapping": proposed.astype(int).tolist(),
             "layers": [{"name": layer.name, "label": label, "kind": layer.kind,
                         "target": "analog" if mapping[i] else "digital",
                         "tiles": int(self.task.cost.tiles[i]), "macs": int(layer.macs)}
                        for i, (layer, label) in enumerate(zip(table.layers, table.labels()))],
             "predicted_drop": float(self.task.drop(mapping, t_s)) if mapping.any() else 0.0,
             "verified": accuracy_record(verified, self.validation.seeds, "validation"),
+            "certified": self.certificate_record(certificate),
             "test": accuracy_record(tested, self.test.seeds, "test"),
             "speedup": cost.speedup, "energy_gain": cost.energy_gain, "tiles_used": cost.tiles_used,
-            "feasible": bool(verified.drop <= threshold and cost.feasible),
+            "feasible": bool(within and cost.feasible),
             "holds_on_test": bool(tested.drop <= threshold and cost.feasible),
-            "exact_evaluations": exact_evaluations, "repaired_layers": repaired_layers, "wall_s": round(wall_s, 3),
+            "exact_evaluations": exact_evaluations, "certification_chip_passes": chip_passes,
+            "repaired_layers": repaired_layers, "wall_s": round(wall_s, 3),
         }
+
+    def certificate_record(self, statement) -> dict[str, Any] | None:
+        if statement is None:
+            return None
+        oracle = self.certifier.oracle
+        return {**statement.to_dict(), "seeds": list(statement.seeds), "drops": list(statement.drops),
+                "images": oracle.images, "image_offset": oracle.image_offset, "split": oracle.split}
 
     def policy_result(self, mapper: PolicyMapper, t_s: float, threshold: float) -> dict[str, Any]:
         start = time.perf_counter()
@@ -184,7 +232,8 @@ class NetworkEvaluator:
                 "ppo", repaired.mapping, points[k]["t_s"], points[k]["threshold"],
                 exact_evaluations=points[k]["exact_evaluations"] + self.verifier.evaluations - before,
                 repaired_layers=points[k]["repaired_layers"] + repaired.repaired_layers,
-                wall_s=points[k]["wall_s"] + time.perf_counter() - start)
+                wall_s=points[k]["wall_s"] + time.perf_counter() - start,
+                chip_passes=points[k]["certification_chip_passes"])
         return points
 
     def monotone_schedule(self, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -201,30 +250,34 @@ class NetworkEvaluator:
             mapping = np.array(later["mapping"], bool)
             start, before = time.perf_counter(), self.verifier.evaluations
             drop = self.verifier(mapping, here["t_s"])
-            if drop <= here["threshold"]:
+            chip_passes = here["certification_chip_passes"]
+            if drop <= here["threshold"] and self.certifier is not None:
+                # it replaces the earlier mapping only if it holds there as it is (no repair)
+                passes = self.certifier.chip_passes
+                holds = self.certifier(mapping, here["t_s"], here["threshold"]).holds
+                chip_passes += self.certifier.chip_passes - passes
+            else:
+                holds = drop <= here["threshold"]
+            if not holds:
+                points[k] = {**here, "certification_chip_passes": chip_passes}
+            else:
                 points[k] = self.result(
                     "ppo", mapping, here["t_s"], here["threshold"],
                     exact_evaluations=here["exact_evaluations"] + self.verifier.evaluations - before,
-                    repaired_layers=here["repaired_layers"], wall_s=here["wall_s"] + time.perf_counter() - start)
+                    repaired_layers=here["repaired_layers"], wall_s=here["wall_s"] + time.perf_counter() - start,
+                    chip_passes=chip_passes, repair=False)
         return points
 
     def baselines(self, t_s: float, threshold: float) -> list[dict[str, Any]]:
-        """Every selected mapping method of the registry at one point, verified on the validation split."""
+        """Every selected mapping method of the registry at one point, each emitted mapping
+        recorded (and certified) exactly as the policy's is (:meth:`result`)."""
         rows = []
         for method in make_methods(self.task, self.verifier, self.cfg["baselines"], self.cfg.get("method_options")):
             start = time.perf_counter()
             proposal = method.propose(self.task, t_s, threshold)
-            wall_s = time.perf_counter() - start
-            drop = self.validation.evaluate(proposal.mapping, t_s).drop
-            tested = self.test.evaluate(proposal.mapping, t_s)
-            cost = self.task.cost.evaluate(proposal.mapping)
-            rows.append({"method": method.name, "t_s": t_s, "threshold": threshold,
-                         "mapping": proposal.mapping.astype(int).tolist(), "speedup": cost.speedup,
-                         "energy_gain": cost.energy_gain, "verified_drop": drop,
-                         "test": accuracy_record(tested, self.test.seeds, "test"),
-                         "feasible": bool(drop <= threshold and cost.feasible),
-                         "holds_on_test": bool(tested.drop <= threshold and cost.feasible),
-                         "exact_evaluations": proposal.exact_evaluations, "wall_s": round(wall_s, 3)})
+            rows.append(self.result(method.name, np.asarray(proposal.mapping, bool), t_s, threshold,
+                                    exact_evaluations=proposal.exact_evaluations,
+                                    wall_s=time.perf_counter() - start))
         return rows
 
 
@@ -247,7 +300,7 @@ def evaluate_network(evaluator: NetworkEvaluator, cfg: dict[str, Any], mapper: P
         for threshold in cfg["thresholds"]:
             if fixed is not None:
                 mapping = evaluator.validation.validate(mapping_of(select(fixed)))
-                results.append(evaluator.result("file", mapping, t_s, threshold, exact_evaluations=1))
+                results.append(evaluator.result("file", mapping, t_s, threshold, exact_evaluations=1, repair=False))
             else:
                 if mapper is not None:
                     results.append(evaluator.policy_result(mapper, t_s, threshold))
@@ -270,8 +323,9 @@ def evaluate_network(evaluator: NetworkEvaluator, cfg: dict[str, Any], mapper: P
     }
 
 
-SUMMARY_FIELDS = ("network", "t_s", "threshold", "method", "speedup", "energy_gain", "verified_drop", "test_drop",
-                  "feasible", "holds_on_test", "exact_evaluations", "wall_s")
+SUMMARY_FIELDS = ("network", "t_s", "threshold", "method", "speedup", "energy_gain", "verified_drop",
+                  "certificate", "certified_chips", "test_drop", "feasible", "holds_on_test", "exact_evaluations",
+                  "certification_chip_passes", "wall_s")
 
 
 def summary_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -279,11 +333,14 @@ def summary_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     name = document["network"]["name"]
     rows = []
     for r in document["results"] + document["baselines"]:
-        verified_drop = r["verified"]["drop"] if "verified" in r else r["verified_drop"]
+        certificate = r.get("certified")
         rows.append({"network": name, "t_s": r["t_s"], "threshold": r["threshold"], "method": r["method"],
-                     "speedup": r["speedup"], "energy_gain": r["energy_gain"], "verified_drop": verified_drop,
+                     "speedup": r["speedup"], "energy_gain": r["energy_gain"], "verified_drop": r["verified"]["drop"],
+                     "certificate": certificate["decision"] if certificate else "none",
+                     "certified_chips": certificate["chips"] if certificate else 0,
                      "test_drop": r["test"]["drop"], "feasible": r["feasible"], "holds_on_test": r["holds_on_test"],
-                     "exact_evaluations": r["exact_evaluations"], "wall_s": r["wall_s"]})
+                     "exact_evaluations": r["exact_evaluations"],
+                     "certification_chip_passes": r.get("certification_chip_passes", 0), "wall_s": r["wall_s"]})
     return rows
 
 
@@ -326,17 +383,19 @@ def write_summaries(out: Path, rows: list[dict[str, Any]]) -> None:
     writer.writerows(rows)
     atomic_write(out / "summary.csv", buffer.getvalue())
     lines = ["Drops in accuracy points below all-digital. *verified*: the validation split on the search's chips "
-             "(what the method selected on); *test*: the test split on other chips (report seeds). "
-             "**NO** marks a mapping verified feasible whose test drop exceeds its threshold.", "",
-             "| network | t | threshold | method | speedup | energy gain | verified drop | feasible | test drop | "
-             "holds on test | exact evals | wall s |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |"]
+             "(what the method selected on); *certificate*: the population statement on other chips and images "
+             "(holds / fails / undecided at cap, chips used); *test*: the test split on other chips again (report "
+             "seeds). **NO** marks a mapping certified feasible whose test drop exceeds its threshold.", "",
+             "| network | t | threshold | method | speedup | energy gain | verified drop | certificate | feasible | "
+             "test drop | holds on test | exact evals | chip passes | wall s |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         holds = "yes" if r["holds_on_test"] else ("**NO**" if r["feasible"] else "no")
+        certificate = f"{r['certificate']} ({r['certified_chips']})" if r["certificate"] != "none" else "-"
         lines.append(f"| {r['network']} | {human_time(r['t_s'])} | {r['threshold']:g} | {r['method']} | "
-                     f"{r['speedup']:.2f}x | {r['energy_gain']:.2f}x | {r['verified_drop']:.2f} | "
+                     f"{r['speedup']:.2f}x | {r['energy_gain']:.2f}x | {r['verified_drop']:.2f} | {certificate} | "
                      f"{'yes' if r['feasible'] else 'no'} | {r['test_drop']:.2f} | {holds} | "
-                     f"{r['exact_evaluations']} | {r['wall_s']:.1f} |")
+                     f"{r['exact_evaluations']} | {r['certification_chip_passes']} | {r['wall_s']:.1f} |")
     atomic_write(out / "summary.md", "\n".join(lines) + "\n")
 
 

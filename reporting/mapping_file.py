@@ -21,7 +21,7 @@ from common.io import atomic_write
 from workloads.registry import NetworkSpec
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "mapping.schema.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _schema() -> dict[str, Any]:
@@ -29,7 +29,7 @@ def _schema() -> dict[str, Any]:
 
 
 def validate_document(document: Any, source: str = "mapping file") -> dict[str, Any]:
-    """``document`` if it is a valid version-1 mapping file, else a MappingError saying where not."""
+    """``document`` if it is a valid mapping file of this version, else a MappingError saying where not."""
     import jsonschema
 
     if not isinstance(document, dict) or document.get("schema_version") != SCHEMA_VERSION:
@@ -51,6 +51,8 @@ def validate_document(document: Any, source: str = "mapping file") -> dict[str, 
 def _results(document: dict[str, Any]):
     for k, result in enumerate(document["results"]):
         yield f"results/{k}", result
+    for k, result in enumerate(document["baselines"]):
+        yield f"baselines/{k}", result
     for k, result in enumerate(document["lifetime"]["points"]):
         yield f"lifetime/points/{k}", result
 

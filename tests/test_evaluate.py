@@ -45,6 +45,19 @@ def test_end_to_end_outputs_validate(evaluated):
     (result,) = document["results"]
     assert result["method"] == "ppo" and result["feasible"]  # verified, repaired if needed
     assert result["verified"]["drop"] <= 1.0 and result["test"]["split"] == "test"
+    # certified on chips and images no search used; every mapping emitted as feasible holds its statement
+    assert result["certified"]["decision"] == "holds" and result["certified"]["upper_bound"] <= 1.0
+    certified_analog = 0
+    for row in document["results"] + document["baselines"] + document["lifetime"]["points"]:
+        assert not row["feasible"] or (row["certified"] or {}).get("decision") == "holds"
+        if row["feasible"] and any(row["mapping"]):
+            certificate = row["certified"]
+            assert min(certificate["seeds"]) >= 1000 and certificate["image_offset"] >= 200
+            assert certificate["chips"] >= 4 and row["certification_chip_passes"] >= certificate["chips"]
+            certified_analog += 1
+        assert row["feasible"] or row["certified"] is None or row["certified"]["decision"] != "holds"
+        assert len(row["test"]["seeds"]) >= 1 and not set(row["test"]["seeds"]) & {0, 1}
+    assert certified_analog >= 2  # e.g. greedy's and the optimum's mappings
     methods = {row["method"] for row in document["baselines"]}
     assert {"lionheart_greedy", "knapsack", "random", "all_analog", "optimum"} <= methods
     assert len(document["lifetime"]["points"]) == 5

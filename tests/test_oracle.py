@@ -147,3 +147,36 @@ def test_weights_only_path_applies_the_programmed_drifted_weights(oracle):
     assert oracle.evaluate(all_analog(oracle), YEAR, method="weights") == year  # same seeds, same answer
     fast = oracle.evaluate(all_analog(oracle), YEAR)
     assert fast.per_seed != year.per_seed  # a different model of the periphery
+
+
+def test_chips_stacked_in_one_pass_equal_chips_one_pass_each(oracle):
+    # Chip k in a stacked pass uses its own programmed state and noise generator, drawn in the
+    # same order as alone: identical accuracies, so results do not depend on the grouping.
+    mapping = all_analog(oracle)
+    stacked = oracle._accuracy_chips(mapping, YEAR, (0, 1, 2), "fast")
+    alone = [oracle._accuracy_chips(mapping, YEAR, (seed,), "fast")[0] for seed in (0, 1, 2)]
+    assert stacked == alone and len(set(alone)) > 1
+    weights = oracle._accuracy_chips(mapping, YEAR, (0, 1), "weights")
+    assert weights == [oracle._accuracy_chips(mapping, YEAR, (seed,), "weights")[0] for seed in (0, 1)]
+
+
+def test_chips_per_call_and_image_offset_are_part_of_the_key(oracle, fashion):
+    mapping = all_analog(oracle)
+    default = oracle.evaluate(mapping, YEAR)
+    other = oracle.evaluate(mapping, YEAR, seeds=(7, 8))
+    assert other.per_seed != default.per_seed and len(other.per_seed) == 2
+    assert oracle.key(mapping, YEAR, seeds=(7, 8))["seeds"] == [7, 8]
+    assert "image_offset" not in oracle.key(mapping, YEAR)  # rows written before offsets existed still match
+    shifted = AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=600, image_offset=600,
+                             seeds=(0, 1, 2), batch_size=300, data=fashion.validation)
+    assert shifted.key(mapping, YEAR)["image_offset"] == 600
+    assert (shifted.data.images[0] == fashion.validation.images[600]).all()
+    with pytest.raises(ValueError, match="do not fit"):
+        AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=600, image_offset=4900,
+                       data=fashion.validation)
+
+
+def test_std_is_the_sample_standard_deviation_over_chips(oracle):
+    result = oracle.evaluate(all_analog(oracle), YEAR)
+    assert result.std == pytest.approx(float(np.std(result.per_seed, ddof=1)))
+    assert result.std > float(np.std(result.per_seed))

@@ -94,9 +94,9 @@ def valid_document():
               "layers": [{"name": n, "kind": "conv", "target": t, "tiles": 1, "macs": 10}
                          for n, t in zip(layers, ("analog", "digital"))],
               "predicted_drop": 0.4, "verified": accuracy, "test": {**accuracy, "split": "test"}, "speedup": 1.2,
-              "energy_gain": 1.3, "tiles_used": 1, "feasible": True, "exact_evaluations": 1, "repaired_layers": 0,
-              "wall_s": 0.1}
-    return {"schema_version": 1, "network": {"name": "x", "checkpoint_sha256": "0" * 64, "layers": layers},
+              "energy_gain": 1.3, "tiles_used": 1, "feasible": True, "holds_on_test": True, "exact_evaluations": 1,
+              "repaired_layers": 0, "wall_s": 0.1, "certified": None, "certification_chip_passes": 0}
+    return {"schema_version": 2, "network": {"name": "x", "checkpoint_sha256": "0" * 64, "layers": layers},
             "hw": {"name": "alpine_like"}, "device": {"name": "lionheart", "digest": "d"}, "policy": None,
             "results": [result], "baselines": [], "lifetime": {"threshold": 2.0, "points": [], "moves_to_digital": []}}
 

@@ -43,11 +43,12 @@ def test_summary_markdown_says_times_in_words_and_flags_mappings_that_fail_on_te
     from reporting.evaluation import write_summaries
 
     rows = [{"network": "toy", "t_s": 31_536_000.0, "threshold": 1.0, "method": "ppo", "speedup": 2.0,
-             "energy_gain": 3.0, "verified_drop": 0.9, "test_drop": 1.4, "feasible": True, "holds_on_test": False,
-             "exact_evaluations": 2, "wall_s": 0.1}]
+             "energy_gain": 3.0, "verified_drop": 0.9, "certificate": "holds", "certified_chips": 8, "test_drop": 1.4,
+             "feasible": True, "holds_on_test": False, "exact_evaluations": 2, "certification_chip_passes": 8,
+             "wall_s": 0.1}]
     write_summaries(tmp_path, rows)
     text = (tmp_path / "summary.md").read_text()
-    assert "| toy | 1 year | 1 | ppo |" in text and "| 1.40 | **NO** |" in text
+    assert "| toy | 1 year | 1 | ppo |" in text and "| 1.40 | **NO** |" in text and "| holds (8) |" in text
     assert human_time(86_400.0) == "1 day" and human_time(3 * 3600.0) == "3 hours"
 
 

@@ -1,0 +1,173 @@
+"""A population statement: does a mapping hold its threshold on programmed chips nobody has measured?
+
+Every programmed chip is a draw from a population: programming noise, drift and read noise differ
+from chip to chip, so a mapping's drop measured on two chips says little about the next one
+(on ResNet-8 the chip-to-chip standard deviation of one mapping's accuracy is about 2 points).
+This module turns per-chip drops into a decision with a stated confidence, by sequential testing:
+
+1. measure the drop on ``first_chips`` chips (programming seeds ``seed_start, seed_start + 1, ...``);
+2. compute one-sided confidence bounds for the criterion from the chips so far;
+3. **holds** if the upper bound is within the threshold, **fails** if the lower bound is above it,
+   otherwise add ``batch_chips`` more chips and look again, up to ``max_chips``; a mapping still
+   open at the cap is **undecided at cap**, which counts as not verified.
+
+Criteria (``criterion``):
+
+* ``mean``: the mean drop over the chip population is within the threshold. Bounds:
+  ``m -+ t(1 - a, n - 1) * s / sqrt(n)`` (Student t, n chips, sample mean m and standard deviation s).
+* ``quantile``: a fraction ``quantile`` of chips (e.g. 90%) is within the threshold, i.e. the
+  ``quantile``-quantile of the chip drops is. Bounds: the one-sided normal tolerance bounds
+  ``m + s * T(1 - a) / sqrt(n)`` (upper) and ``m + s * T(a) / sqrt(n)`` (lower), T the noncentral
+  t quantile with n - 1 degrees of freedom and noncentrality ``z(quantile) * sqrt(n)``.
+
+Confidence: the plan looks at most ``looks`` times (first batch, then every added batch up to the
+cap); each look uses ``a = (1 - confidence) / looks`` (Bonferroni), so over the whole sequence the
+chance of declaring *holds* for a mapping whose true criterion is above the threshold is at most
+``1 - confidence`` (and likewise for *fails*). Both bounds assume the chip drops are roughly
+normal; whether the statements hold is measured, not assumed: the final report scores every
+emitted mapping again on fresh chips and the test split (``holds_on_test``).
+
+What is and is not covered: the statement is about the chip population on the images it is
+measured on (the verification images); a different image sample (the test split) moves the drop
+too, which the final report measures separately on chips and images no search or verification used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+CRITERIA = ("mean", "quantile")
+HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided at cap"
+
+
+@dataclass(frozen=True)
+class PopulationPlan:
+    """How chips are added and how the decision is made (see the module docstring)."""
+
+    confidence: float = 0.95
+    criterion: str = "mean"
+    quantile: float = 0.9
+    first_chips: int = 4
+    batch_chips: int = 4
+    max_chips: int = 16
+    seed_start: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if not 0 < self.quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
+        if self.first_chips < 2 or self.batch_chips < 1 or self.max_chips < self.first_chips:
+            raise ValueError("population plan needs first_chips >= 2, batch_chips >= 1 and "
+                             f"max_chips >= first_chips, got {self.first_chips}, {self.batch_chips}, {self.max_chips}")
+        if self.seed_start < 0:
+            raise ValueError(f"seed_start must be >= 0, got {self.seed_start}")
+
+    @classmethod
+    def of(cls, config: dict | None) -> "PopulationPlan":
+        """From a configuration mapping (unknown keys are an error, so a typo does not pass silently)."""
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown population-plan key(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(cls.__dataclass_fields__)}")
+        return cls(**config)
+
+    @property
+    def chip_counts(self) -> tuple[int, ...]:
+        """Chips measured at each look: first_chips, then + batch_chips ... up to max_chips."""
+        counts = [self.first_chips]
+        while counts[-1] < self.max_chips:
+            counts.append(min(self.max_chips, counts[-1] + self.batch_chips))
+        return tuple(counts)
+
+    @property
+    def looks(self) -> int:
+        return len(self.chip_counts)
+
+    @property
+    def alpha_per_look(self) -> float:
+        return (1.0 - self.confidence) / self.looks
+
+    def seeds(self, count: int) -> tuple[int, ...]:
+        return tuple(range(self.seed_start, self.seed_start + count))
+
+    def all_seeds(self) -> tuple[int, ...]:
+        return self.seeds(self.max_chips)
+
+
+@dataclass(frozen=True)
+class PopulationStatement:
+    """The decision for one mapping at one drift time and threshold."""
+
+    decision: str
+    criterion: str
+    confidence: float
+    threshold: float
+    chips: int
+    seeds: tuple[int, ...]
+    drops: tuple[float, ...]  # per chip, points
+    mean_drop: float
+    sd_drop: float  # sample standard deviation over chips
+    upper_bound: float  # of the criterion's drop, at the last look
+    lower_bound: float
+
+    @property
+    def holds(self) -> bool:
+        return self.decision == HOLDS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bounds(drops: Sequence[float], plan: PopulationPlan) -> tuple[float, float]:
+    """(lower, upper) one-sided confidence bounds of the criterion at one look (level ``alpha_per_look``)."""
+    values = np.asarray(drops, float)
+    n = len(values)
+    if n < 2:
+        raise ValueError("confidence bounds need at least 2 chips")
+    mean, sd = float(values.mean()), float(values.std(ddof=1))
+    alpha = plan.alpha_per_look
+    if plan.criterion == "mean":
+        half = float(stats.t.ppf(1 - alpha, n - 1)) * sd / math.sqrt(n)
+        return mean - half, mean + half
+    noncentrality = float(stats.norm.ppf(plan.quantile)) * math.sqrt(n)
+    upper_factor = float(stats.nct.ppf(1 - alpha, n - 1, noncentrality)) / math.sqrt(n)
+    lower_factor = float(stats.nct.ppf(alpha, n - 1, noncentrality)) / math.sqrt(n)
+    return mean + lower_factor * sd, mean + upper_factor * sd
+
+
+def decide(drops: Sequence[float], threshold: float, plan: PopulationPlan, last_look: bool) -> tuple[str | None, float, float]:
+    """The decision after one look (None: measure more chips) and the bounds it was made on."""
+    lower, upper = bounds(drops, plan)
+    if upper <= threshold:
+        return HOLDS, lower, upper
+    if lower > threshold:
+        return FAILS, lower, upper
+    return (UNDECIDED if last_look else None), lower, upper
+
+
+def population_statement(chip_drops: Callable[[tuple[int, ...]], Sequence[float]], threshold: float,
+                         plan: PopulationPlan) -> PopulationStatement:
+    """Sequentially test ``threshold``; ``chip_drops(seeds)`` returns the drop (points) on each
+    programmed chip of ``seeds`` (one pass over the images per chip; chips may share a pass)."""
+    drops: list[float] = []
+    counts = plan.chip_counts
+    for look, count in enumerate(counts):
+        new_seeds = plan.seeds(count)[len(drops):]
+        drops += [float(d) for d in chip_drops(new_seeds)]
+        decision, lower, upper = decide(drops, threshold, plan, last_look=look == len(counts) - 1)
+        if decision is not None:
+            break
+    values = np.asarray(drops)
+    return PopulationStatement(decision=decision, criterion=plan.criterion, confidence=plan.confidence,
+                               threshold=float(threshold), chips=len(drops), seeds=plan.seeds(len(drops)),
+                               drops=tuple(drops), mean_drop=float(values.mean()),
+                               sd_drop=float(values.std(ddof=1)), upper_bound=upper, lower_bound=lower)

@@ -1,0 +1,112 @@
+"""The population statement: sequential chips, stated confidence, certification with repair."""
+
+import numpy as np
+import pytest
+
+from accuracy.population import FAILS, HOLDS, UNDECIDED, PopulationPlan, bounds, population_statement
+
+
+def sampler(mean, sd, rng):
+    return lambda seeds: rng.normal(mean, sd, len(seeds))
+
+
+def test_plan_looks_and_seeds():
+    plan = PopulationPlan(first_chips=4, batch_chips=4, max_chips=14, seed_start=1000)
+    assert plan.chip_counts == (4, 8, 12, 14) and plan.looks == 4
+    assert plan.alpha_per_look == pytest.approx(0.05 / 4)
+    assert plan.all_seeds() == tuple(range(1000, 1014))
+    with pytest.raises(ValueError, match="unknown population-plan key"):
+        PopulationPlan.of({"chips": 3})
+    with pytest.raises(ValueError, match="criterion"):
+        PopulationPlan(criterion="median")
+
+
+def test_clear_cases_decide_at_the_first_look_and_borderline_runs_to_the_cap():
+    plan = PopulationPlan()
+    rng = np.random.default_rng(0)
+    seen = []
+
+    def chips(seeds):
+        seen.append(seeds)
+        return rng.normal(0.2, 0.1, len(seeds))
+
+    statement = population_statement(chips, 1.0, plan)
+    assert statement.decision == HOLDS and statement.chips == 4 and seen == [(1000, 1001, 1002, 1003)]
+    assert statement.upper_bound <= 1.0 and statement.seeds == (1000, 1001, 1002, 1003)
+    statement = population_statement(sampler(3.0, 0.1, rng), 1.0, plan)
+    assert statement.decision == FAILS and statement.chips == 4 and statement.lower_bound > 1.0
+    statement = population_statement(lambda seeds: [0.5 + (s % 2) for s in seeds], 1.0, plan)  # mean 1.0 exactly
+    assert statement.decision == UNDECIDED and statement.chips == plan.max_chips
+    assert statement.lower_bound <= 1.0 < statement.upper_bound
+
+
+def test_chips_are_added_in_batches_without_repeating_a_seed():
+    plan = PopulationPlan(first_chips=3, batch_chips=2, max_chips=7, seed_start=5)
+    asked = []
+
+    def chips(seeds):
+        asked.append(seeds)
+        return [1.0 + 0.3 * (s % 2) for s in seeds]  # straddles the threshold: never decided
+
+    statement = population_statement(chips, 1.1, plan)
+    assert asked == [(5, 6, 7), (8, 9), (10, 11)]
+    assert statement.chips == 7 and statement.decision == UNDECIDED
+
+
+@pytest.mark.parametrize("criterion, true_value", [("mean", "mean"), ("quantile", "quantile")])
+def test_a_mapping_just_above_its_threshold_is_declared_holding_at_most_one_minus_confidence_of_the_time(
+        criterion, true_value):
+    # Chip drops ~ N(mu, 1); the criterion's true value sits 0.05 above the threshold, so every
+    # "holds" is wrong. Over 2,000 sequential tests the wrong-holds rate must stay below 5%
+    # (Bonferroni over looks makes it far lower; a bound without the t quantile or without the
+    # per-look split fails this).
+    plan = PopulationPlan(criterion=criterion, quantile=0.9)
+    rng = np.random.default_rng(1)
+    threshold = 1.0
+    from scipy import stats
+
+    offset = stats.norm.ppf(0.9) if true_value == "quantile" else 0.0
+    mu = threshold + 0.05 - offset
+    wrong = sum(population_statement(sampler(mu, 1.0, rng), threshold, plan).holds for _ in range(2000))
+    assert wrong / 2000 <= 0.05
+
+
+def test_the_test_has_power_when_the_mapping_is_clearly_within():
+    plan = PopulationPlan()
+    rng = np.random.default_rng(2)
+    decisions = [population_statement(sampler(0.0, 1.0, rng), 2.0, plan).decision for _ in range(200)]
+    assert decisions.count(HOLDS) / 200 >= 0.95
+
+
+def test_quantile_bounds_are_wider_than_mean_bounds_and_grow_with_spread():
+    drops = [0.1, 0.5, 0.3, 0.9, 0.4, 0.2]
+    mean_lower, mean_upper = bounds(drops, PopulationPlan(criterion="mean"))
+    q_lower, q_upper = bounds(drops, PopulationPlan(criterion="quantile", quantile=0.9))
+    assert q_upper > mean_upper > np.mean(drops) > mean_lower
+    assert q_lower > mean_lower  # the 90% quantile lies above the mean
+    wider = bounds([2 * d for d in drops], PopulationPlan(criterion="mean"))
+    assert wider[1] - np.mean(drops) * 2 > mean_upper - np.mean(drops)
+
+
+@pytest.mark.usefixtures("fashion")
+def test_certification_repairs_until_the_statement_holds_on_unseen_chips_and_images():
+    from accuracy.noise import NoiseConfig
+    from accuracy.oracle import AccuracyOracle
+    from agents.verify import Certifier, certify_and_repair
+    from envs.tasks import build_task
+    from workloads.registry import NetworkSpec
+
+    spec = NetworkSpec.zoo("lenet5")
+    task = build_task("lenet5")
+    oracle = AccuracyOracle(spec, NoiseConfig(name="lionheart"), images=300, image_offset=1000, seeds=(1000,))
+    certifier = Certifier(oracle, PopulationPlan(first_chips=3, batch_chips=3, max_chips=6))
+    everything = task.cost.analog_capable.copy()
+    certified = certify_and_repair(task, everything, 31_536_000.0, 0.3, certifier)
+    assert certified.statement.holds and certified.statement.upper_bound <= 0.3
+    assert certified.repaired_layers == int(everything.sum() - certified.mapping.sum()) >= 1
+    assert certified.chip_passes == certifier.chip_passes >= 3 * (certified.repaired_layers + 1)
+    assert not (certified.mapping & ~everything).any()  # repair only moves layers to digital
+    nothing = certifier(np.zeros(len(everything), bool), 86_400.0, 1.0)
+    assert nothing.holds and nothing.chips == 0
+    # the statement's chips and images are the certifier's, none of the searches' (seeds 0, 1; images [0, 1000))
+    assert min(certified.statement.seeds, default=1000) >= 1000 and oracle.image_offset == 1000
