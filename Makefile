@@ -45,14 +45,15 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q
 
-# Every benchmark that needs no trained policy (the oracle's, most of the time, took 20 minutes on
-# 2 cores), then the README tables. The comparison needs a policy:
-#   .venv/bin/python -m bench.bench_compare --policy outputs/train/<run>/best_model.zip
+# Every benchmark but the comparison (the oracle's takes most of the time), then the README tables.
+# The comparison (hours on 2 cores; resumable per network) uses the committed policies/default.zip:
+#   .venv/bin/python -m bench.bench_compare
 bench: setup
 	$(PY) -m bench.bench_cost
 	$(PY) -m bench.bench_env
 	$(PY) -m bench.bench_surrogate
 	$(PY) -m bench.bench_oracle
+	$(PY) -m bench.bench_chip_spread
 	$(PY) -m bench.bench_backend
 	$(PY) -m bench.bench_training
 	$(PY) -m bench.bench_training --load 2 --name training_threads_busy

@@ -1,6 +1,6 @@
 """Reference (aihwkit tiles) against fast path: time per evaluation and accuracy agreement.
 
-    python -m bench.bench_oracle [--networks lenet5 resnet8] [--mappings 30] [--images 1000] [--seeds 2]
+    python -m bench.bench_oracle [--networks lenet5 resnet8 mobilenetv2 vgg11] [--mappings 30] [--images 1000] [--seeds 2]
                                  [--analog-share 0.5] [--name oracle] [--fresh]
 
 For each network, ``--mappings`` random mappings (each analog-capable layer analog with
@@ -13,7 +13,8 @@ forward paths are then timed with the states in place (the steady state of a sea
 mean and max |accuracy difference| (target mean <= 0.3 points), time per evaluation of each
 path (target >= 10x), the ratio including programming ("cold", programming charged to both),
 the same for the weights-only path (``method="weights"``: effective weights, no I/O
-non-idealities), and the cost of a cache hit. JSON in bench/results/oracle.json, written after each network;
+non-idealities), the cost of a cache hit, and the per-chip cost of the fast path with 8 chips
+stacked in one pass (``stacked_chips``; what a population statement pays) against the reference's. JSON in bench/results/oracle.json, written after each network;
 a later run for other networks with the same protocol adds to it (``--fresh`` starts over).
 
 Layers a mapping keeps digital cost the same in both paths, so the ratio grows with the analog
@@ -42,6 +43,7 @@ from common.units import DAY_S, HOUR_S, YEAR_S
 
 TIMES = {"1 hour": HOUR_S, "1 day": DAY_S, "1 year": YEAR_S}
 TARGET_RATIO, TARGET_DIFF = 10.0, 0.3
+STACKED_CHIPS = 8
 
 
 def random_mappings(capable: np.ndarray, count: int, rng: np.random.Generator,
@@ -116,8 +118,10 @@ def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int,
             reader.evaluate(mapping, HOUR_S)
         hit_s = (time.perf_counter() - start) / len(probe)
         assert reader.cache.hits >= len(probe)
+    chips = bench_stacked_chips(oracle, capable, np.random.default_rng(2), share, reference_s / len(seeds))
     return {
         "network": name, "layers": len(capable), "images": images, "seeds": list(seeds), "analog_share": share,
+        "stacked_chips": chips,
         "baseline": oracle.baseline(), "evaluations": len(rows),
         "mean_abs_diff_points": float(diffs.mean()), "max_abs_diff_points": float(diffs.max()),
         "mean_abs_diff_by_t": per_t,
@@ -136,6 +140,30 @@ def bench_network(name: str, mappings_per_t: int, images: int, seeds: tuple[int,
     }
 
 
+def bench_stacked_chips(oracle: AccuracyOracle, capable: np.ndarray, rng: np.random.Generator, share: float,
+                        reference_s_per_chip: float, chips: int = STACKED_CHIPS, count: int = 4) -> dict:
+    """Per-chip cost of the fast path with ``chips`` chips stacked in one pass (what a population
+    statement pays), against one pass per chip and the reference's per-chip cost measured above."""
+    seeds = tuple(range(100, 100 + chips))
+    stacked, alone = [], []
+    for mapping in tqdm(random_mappings(capable, count, rng, share), desc=f"{oracle.spec.name}: {chips} chips",
+                        leave=False):
+        for seed in seeds:
+            for i in np.flatnonzero(mapping):
+                oracle.layer_state(int(i), seed, DAY_S)
+        start = time.perf_counter()
+        together = oracle.compute_per_seed(mapping, DAY_S, "fast", seeds)
+        stacked.append((time.perf_counter() - start) / chips)
+        start = time.perf_counter()
+        separately = tuple(oracle.compute_per_seed(mapping, DAY_S, "fast", (seed,))[0] for seed in seeds)
+        alone.append((time.perf_counter() - start) / chips)
+        assert together == separately, "stacked chips must equal chips one pass each"
+    stacked_s, alone_s = float(np.mean(stacked)), float(np.mean(alone))
+    return {"chips": chips, "mappings": count, "stacked_s_per_chip": stacked_s, "one_pass_each_s_per_chip": alone_s,
+            "stacking_speedup": alone_s / stacked_s, "reference_s_per_chip": reference_s_per_chip,
+            "speedup_per_chip_vs_reference": reference_s_per_chip / stacked_s}
+
+
 def summarise(results: list[dict]) -> dict:
     all_diffs = [abs(r["reference"] - r["fast"]) for result in results for r in result["rows"]]
     summary = {
@@ -146,6 +174,12 @@ def summarise(results: list[dict]) -> dict:
         "target_speedup": TARGET_RATIO, "networks": [r["network"] for r in results],
     }
     summary["speedup_target_met"] = summary["speedup_warm"] >= TARGET_RATIO
+    if all("stacked_chips" in r for r in results):
+        per_chip = {r["network"]: r["stacked_chips"]["speedup_per_chip_vs_reference"] for r in results}
+        summary["stacked_chips"] = {"speedup_per_chip_vs_reference": per_chip,
+                                    "target_met": min(per_chip.values()) >= TARGET_RATIO,
+                                    "stacking_speedup": {r["network"]: r["stacked_chips"]["stacking_speedup"]
+                                                         for r in results}}
     if all("weights_only" in r for r in results):
         weights_diffs = [abs(r["reference"] - r["weights"]) for result in results for r in result["rows"]]
         summary["weights_only"] = {"mean_abs_diff_points": float(np.mean(weights_diffs)),
@@ -173,7 +207,7 @@ def merged(previous_path: Path, fresh: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--networks", nargs="+", default=["lenet5", "resnet8"])
+    parser.add_argument("--networks", nargs="+", default=["lenet5", "resnet8", "mobilenetv2", "vgg11"])
     parser.add_argument("--mappings", type=int, default=30, help="random mappings per drift time")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=2)
@@ -200,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{'met' if summary['diff_target_met'] else 'NOT met'}); fast path {summary['speedup_warm']:.1f}x warm "
           f"(target >= {TARGET_RATIO:.0f}x: {'met' if summary['speedup_target_met'] else 'NOT met'}), "
           f"{summary['speedup_cold']:.1f}x cold")
+    if "stacked_chips" in summary:
+        c = summary["stacked_chips"]
+        print(f"{STACKED_CHIPS} chips stacked in one pass, per chip: " + ", ".join(
+            f"{n} {x:.1f}x the reference (stacking {c['stacking_speedup'][n]:.2f}x one pass each)"
+            for n, x in c["speedup_per_chip_vs_reference"].items())
+            + f" (target >= {TARGET_RATIO:.0f}x: {'met' if c['target_met'] else 'NOT met'})")
     if "weights_only" in summary:
         w = summary["weights_only"]
         print(f"weights only (method='weights', no I/O non-idealities): mean |diff| {w['mean_abs_diff_points']:.3f} "

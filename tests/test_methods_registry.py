@@ -58,8 +58,8 @@ def test_a_registered_method_appears_in_the_report(toy_method, tmp_path):
         assert toy_method in {row["method"] for row in csv.DictReader(handle)}
 
 
-def test_a_registered_method_appears_in_the_comparison(toy_method, fashion):
-    from bench.bench_compare import THRESHOLDS, TIMES, compare_network, method_labels
+def test_a_registered_method_appears_in_the_comparison(toy_method, fashion, tmp_path):
+    from bench.bench_compare import THRESHOLDS, TIMES, compare_network, evaluate_config, method_labels
 
     oracle = AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=200, seeds=(0, 1),
                             batch_size=200, data=fashion.validation)
@@ -71,10 +71,17 @@ def test_a_registered_method_appears_in_the_comparison(toy_method, fashion):
         def propose(self, task, t_s, threshold):
             return make_methods(task, verifier, ["knapsack"])[0].propose(task, t_s, threshold)
 
-    rows = compare_network("lenet5", KnapsackProposer(), "alpine_like", verifier=verifier)
+    cfg = evaluate_config(["verify.images=200", "certify.images=200", "certify.image_offset=200",
+                           "report.images=200", "report.seeds=[100,101]", f"cache={tmp_path / 'cache.sqlite'}",
+                           "certify.plan.first_chips=2", "certify.plan.batch_chips=2", "certify.plan.max_chips=4",
+                           f"baselines=[{toy_method}]"])
+    rows = compare_network("lenet5", KnapsackProposer(), cfg)
     toy_rows = [row for row in rows if row["method"] == toy_method]
     assert len(toy_rows) == len(TIMES) * len(THRESHOLDS)
     assert all("objective" in row for row in rows)
     assert method_labels(rows)[toy_method] == "toy (largest layer)"
     task = build_task("lenet5", progress=False)
-    assert all(row["analog_layers"] == 1 for row in toy_rows) and len(task) == 5
+    assert all(row["analog_layers"] <= row["proposal_analog_layers"] == 1 for row in toy_rows) and len(task) == 5
+    # every row went through evaluate's pipeline: certified when emitted feasible, scored on 2 fresh test chips
+    assert all(row["certificate"] == "holds" for row in rows if row["feasible"] and row["analog_layers"])
+    assert all(row["test_chips"] == 2 and "holds_on_test" in row for row in rows)

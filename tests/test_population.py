@@ -110,3 +110,30 @@ def test_certification_repairs_until_the_statement_holds_on_unseen_chips_and_ima
     assert nothing.holds and nothing.chips == 0
     # the statement's chips and images are the certifier's, none of the searches' (seeds 0, 1; images [0, 1000))
     assert min(certified.statement.seeds, default=1000) >= 1000 and oracle.image_offset == 1000
+
+
+def test_repair_finds_the_fewest_layers_to_move_by_binary_search():
+    from accuracy.population import PopulationStatement
+    from agents.verify import certify_and_repair
+    from envs.tasks import build_task
+
+    task = build_task("vgg11", progress=False)
+    everything = task.cost.analog_capable.copy()
+    calls = []
+
+    class AtMostThreeAnalog:  # a statement that holds exactly when at most 3 layers are analog
+        chip_passes = 0
+
+        def __call__(self, mapping, t_s, threshold):
+            calls.append(int(mapping.sum()))
+            self.chip_passes += 4
+            decision = "holds" if mapping.sum() <= 3 else "fails"
+            return PopulationStatement(decision, "mean", 0.95, threshold, 4, (), (), 0.0, 0.0, 0.0, 0.0)
+
+    certified = certify_and_repair(task, everything, 86_400.0, 1.0, AtMostThreeAnalog())
+    assert certified.mapping.sum() == 3 and certified.repaired_layers == everything.sum() - 3
+    sensitivity = task.profile.at(86_400.0)
+    kept = sensitivity[certified.mapping]
+    moved = sensitivity[everything & ~certified.mapping]
+    assert kept.max() <= moved.min()  # the most sensitive layers went digital
+    assert len(calls) <= 2 + int(np.ceil(np.log2(everything.sum())))  # not one statement per layer

@@ -1,0 +1,65 @@
+"""How much one programmed chip differs from the next: the zoo's all-analog accuracy over chips.
+
+    python -m bench.bench_chip_spread [--networks ...] [--chips 8] [--images 1000] [--t-s 86400]
+
+For each zoo network: every analog-capable layer analog, drifted to t (1 day by default), on
+``--chips`` programmed chips (programming seeds 100, 101, ...) and the first ``--images`` test
+images (fast path, chips stacked in one pass). Reported: the all-digital accuracy, the mean
+all-analog accuracy, its sample standard deviation over chips (the "seed std" of the zoo table)
+and the chips a 95% interval of +-0.25 points on the mean would need at that spread. A network
+whose chip-to-chip spread is large needs many chips before any statement about the chip
+population can be made (``accuracy.population``). JSON in bench/results/chip_spread.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from accuracy.noise import NoiseConfig
+from accuracy.oracle import AccuracyOracle
+from bench.common import write_result
+from common.runtime import use_fast_malloc
+from common.units import DAY_S, human_time
+from workloads.registry import NetworkSpec, zoo_names
+
+
+def spread(name: str, chips: int, images: int, t_s: float) -> dict:
+    seeds = tuple(range(100, 100 + chips))
+    oracle = AccuracyOracle(NetworkSpec.zoo(name), NoiseConfig(name="lionheart"), images=images, seeds=seeds,
+                            split="test")
+    capable = np.array([layer.analog_capable for layer in oracle.table.layers])
+    start = time.perf_counter()
+    result = oracle.evaluate(capable, t_s)
+    seconds = time.perf_counter() - start
+    return {"network": name, "chips": chips, "images": oracle.images, "t_s": t_s, "digital": result.baseline,
+            "all_analog_mean": result.mean, "all_analog_std": result.std, "per_chip": list(result.per_seed),
+            "chips_for_0_25_points": int(np.ceil((1.96 * result.std / 0.25) ** 2)), "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--networks", nargs="+", default=zoo_names())
+    parser.add_argument("--chips", type=int, default=8)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--t-s", type=float, default=DAY_S)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = [spread(name, args.chips, args.images, args.t_s) for name in tqdm(args.networks, desc="networks")]
+    path = write_result("chip_spread", {"t_s": args.t_s, "chips": args.chips, "images": args.images, "networks": rows})
+    print(f"all layers analog at {human_time(args.t_s)}, {args.chips} chips, {args.images} test images")
+    print(f"{'network':12s} {'digital':>8s} {'analog':>8s} {'chip sd':>8s} {'chips for +-0.25':>17s}")
+    for r in rows:
+        print(f"{r['network']:12s} {r['digital']:8.2f} {r['all_analog_mean']:8.2f} {r['all_analog_std']:8.2f} "
+              f"{r['chips_for_0_25_points']:17d}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    use_fast_malloc()
+    raise SystemExit(main())
