@@ -6,7 +6,7 @@ Two phases per network:
 
 1. Standard training (SGD with Nesterov momentum and a one-cycle schedule for CNNs, AdamW for
    the MLP and the ViT), random 2-pixel shifts and horizontal flips.
-2. Hardware-aware fine-tuning as in LionHeart: every forward pass sees Gaussian weight noise
+2. Hardware-aware fine-tuning: every forward pass sees additive Gaussian weight noise
    of std ``0.08 * max|W|`` per Conv/Linear layer (aihwkit's ``ADD_NORMAL`` modifier with
    ``rel_to_actual_wmax``; the form of PCM programming noise, which is relative to g_max); the
    gradient is taken at the noisy weights and applied to the clean ones.
@@ -34,7 +34,7 @@ from workloads.datasets import ImageSet
 from workloads.registry import NetworkSpec, file_sha256
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
-HWA_NOISE_STD = 0.08  # LionHeart's training-time weight noise, relative to the layer's max |w|
+HWA_NOISE_STD = 0.08  # additive weight noise relative to the layer's max |w| (LionHeart's 0.08 is multiplicative)
 
 
 @dataclass(frozen=True)
@@ -206,12 +206,16 @@ def train_network(name: str, recipe: Recipe, seed: int, out_dir: Path) -> dict:
     return result
 
 
-def accuracy_table(out_dir: Path) -> str:
-    """The README's zoo table, from the metadata written beside each checkpoint."""
+def accuracy_table(out_dir: Path, chip_sd: dict[str, float] | None = None) -> str:
+    """The README's zoo table, from the metadata written beside each checkpoint; ``chip_sd``: per
+    network, the standard deviation over programmed chips of the all-analog accuracy at 1 day
+    (measured by ``bench/bench_chip_spread.py``; "-" where not measured)."""
     from workloads.layers import build_layer_table
 
-    lines = ["| network | mappable layers | parameters | test accuracy (%) | with weight noise (%) | epochs + HWA epochs |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    chip_sd = chip_sd or {}
+    lines = ["| network | mappable layers | parameters | test accuracy (%) | with weight noise (%) | epochs + HWA epochs "
+             "| chip sd, all analog at 1 day (points) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in RECIPES:
         path = out_dir / f"{name}.json"
         if not path.is_file():
@@ -222,5 +226,6 @@ def accuracy_table(out_dir: Path) -> str:
         layers = len(build_layer_table(model, spec.input_shape, name))
         params = sum(p.numel() for p in model.parameters())
         lines.append(f"| `{name}` | {layers} | {params:,} | {meta['test_accuracy']:.2f} | "
-                     f"{meta['test_accuracy_weight_noise']:.2f} | {meta['recipe']['epochs']} + {meta['recipe']['hwa_epochs']} |")
+                     f"{meta['test_accuracy_weight_noise']:.2f} | {meta['recipe']['epochs']} + {meta['recipe']['hwa_epochs']} "
+                     f"| {f'{chip_sd[name]:.2f}' if name in chip_sd else '-'} |")
     return "\n".join(lines)
