@@ -18,8 +18,8 @@ feasibility, the out-of-sample drop, its spread over chips and whether it holds,
 evaluations and certification chip passes it used and its wall time. The summary compares the
 policy with greedy and with the best certified speedup any method found (arithmetic and
 geometric means), and gives each method's out-of-sample hold rate, separately for training and
-held-out networks. Networks are written as they finish; a later run skips networks already
-measured with the same protocol (``--fresh`` starts over). JSON and Markdown in
+held-out networks. Every point is written as it finishes; a later run skips points already
+measured with the same protocol and policy (``--fresh`` starts over). JSON and Markdown in
 bench/results/compare.{json,md}.
 """
 
@@ -57,17 +57,24 @@ def evaluate_config(overrides: list[str]) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def compare_network(name: str, mapper, cfg: dict[str, Any]) -> list[dict]:
-    """Rows of one network: the policy (``mapper``) and every selected registered method."""
+def compare_network(name: str, mapper, cfg: dict[str, Any], done: list[dict] | None = None,
+                    on_point=None) -> list[dict]:
+    """Rows of one network: the policy (``mapper``) and every selected registered method.
+    ``done``: rows of points measured earlier (kept, not redone); ``on_point(rows)`` is called
+    with the network's rows so far after every point, so an interrupted run keeps them."""
     from reporting.evaluation import NetworkEvaluator
     from workloads.registry import NetworkSpec
 
     evaluator = NetworkEvaluator(NetworkSpec.zoo(name), cfg)
-    rows = []
+    rows = list(done or [])
     for label, t_s in TIMES.items():
         for threshold in THRESHOLDS:
+            if any(r["t"] == label and r["threshold"] == threshold for r in rows):
+                continue
             records = [evaluator.policy_result(mapper, t_s, threshold)] + evaluator.baselines(t_s, threshold)
             rows += [row_of(name, label, record) for record in records]
+            if on_point is not None:
+                on_point(rows)
             print(f"{name:11s} {label:6s} thr {threshold:3.1f}: " + "  ".join(
                 f"{r['method']} {r['speedup']:.2f}x{'' if r['feasible'] else '(X)'}"
                 f"{'' if r['holds_on_test'] or not r['feasible'] else '(!)'}" for r in rows[-len(records):]),
@@ -217,15 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     same = (not args.fresh and previous.get("policy", {}).get("sha256") == meta["policy"]["sha256"]
             and previous.get("hw") == args.hw and previous.get("certify") == cfg["certify"]
             and previous.get("report") == cfg["report"])
-    rows = [r for r in previous.get("rows", []) if r["network"] not in args.networks] if same else []
-    done = {r["network"] for r in previous.get("rows", [])} if same else set()
+    earlier = previous.get("rows", []) if same else []
+    rows = [r for r in earlier if r["network"] not in args.networks]
+    points = len(TIMES) * len(THRESHOLDS)
     for name in args.networks:
-        if name in done:
-            rows += [r for r in previous["rows"] if r["network"] == name]
+        done = [r for r in earlier if r["network"] == name]
+        if len({(r["t"], r["threshold"]) for r in done}) == points:
+            rows += done
             print(f"{name}: measured earlier with the same protocol and policy (--fresh to redo)")
             continue
-        rows += compare_network(name, mapper, cfg)
-        write(rows, meta)  # each network as soon as it is done: an interrupted run keeps them
+        before = list(rows)
+        # every point as soon as it is done: an interrupted run keeps it and a later run goes on from there
+        rows = before + compare_network(name, mapper, cfg, done, on_point=lambda mine: write(before + mine, meta))
     summary = write(rows, meta)
     for group, s in summary.items():
         print(f"{group}: ppo feasible {100 * s['ppo_feasible_rate']:.0f}%, ppo/greedy speedup geomean "

@@ -1,4 +1,4 @@
-"""Train the network zoo on Fashion-MNIST, then fine-tune it hardware-aware (``workloads.train_zoo``).
+"""Train the network zoo on its datasets, then fine-tune it hardware-aware (``workloads.train_zoo``).
 
     python -m cli.train_zoo                                   # every zoo network, default recipe
     python -m cli.train_zoo --networks resnet20 --epochs 6 --hwa-epochs 1 --seed 0
@@ -16,6 +16,19 @@ from workloads.registry import zoo_names
 from workloads.train_zoo import CHECKPOINT_DIR, RECIPES, Recipe, accuracy_table, train_network
 
 
+def chip_spread() -> dict[str, float]:
+    """Per network, the chip-to-chip sd of the all-analog accuracy at 1 day, from
+    bench/results/chip_spread.json (``python -m bench.bench_chip_spread``), if it was measured."""
+    import json
+
+    from common.paths import PROJECT_ROOT
+
+    path = PROJECT_ROOT / "bench" / "results" / "chip_spread.json"
+    if not path.is_file():
+        return {}
+    return {row["network"]: row["all_analog_std"] for row in json.loads(path.read_text())["networks"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="+", default=list(RECIPES), choices=zoo_names(),
@@ -27,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="print the accuracy table of trained checkpoints and exit")
     args = parser.parse_args(argv)
     if args.table:
-        print(accuracy_table(args.out))
+        print(accuracy_table(args.out, chip_spread()))
         return 0
     for name in args.networks:
         recipe = RECIPES[name]
