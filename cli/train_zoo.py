@@ -1,4 +1,4 @@
-"""Train the network zoo on Fashion-MNIST, then fine-tune it hardware-aware (``workloads.train_zoo``).
+"""Train the network zoo on its datasets, then fine-tune it hardware-aware (``workloads.train_zoo``).
 
     python -m cli.train_zoo                                   # every zoo network, default recipe
     python -m cli.train_zoo --networks resnet20 --epochs 6 --hwa-epochs 1 --seed 0

@@ -1,6 +1,7 @@
 """Regenerate the README's generated tables from the commands that produce them.
 
-    .venv/bin/python scripts/update_readme.py
+    .venv/bin/python scripts/update_readme.py            # every table
+    .venv/bin/python scripts/update_readme.py zoo cost   # only these
 
 Each table sits between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->`` markers.
 """
@@ -25,10 +26,16 @@ TABLES = {
 }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    names = sys.argv[1:] if argv is None else argv
+    unknown = sorted(set(names) - set(TABLES))
+    if unknown:
+        raise SystemExit(f"unknown table(s) {', '.join(unknown)}; choose from {', '.join(TABLES)}")
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name, command in TABLES.items():
+        if names and name not in names:
+            continue
         output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
         block = f"<!-- begin:{name} -->\n{output}\n<!-- end:{name} -->"
         pattern = re.compile(rf"<!-- begin:{name} -->.*?<!-- end:{name} -->", re.DOTALL)

@@ -7,7 +7,7 @@ import torch
 from common.paths import PROJECT_ROOT
 from workloads.registry import NetworkError, NetworkSpec, zoo_names
 from workloads.train_zoo import accuracy
-from workloads.zoo import BUILDERS
+from workloads.zoo import BUILDERS, IMAGE_CLASSIFIERS
 
 # The checkpoint test measures the first 2,000 test images; the README figure is on all 10,000.
 # Binomial standard error at ~90% is 0.67 points on 2,000 images: 2 points is three of them.
@@ -19,7 +19,7 @@ def test_every_config_names_a_builder():
     assert set(zoo_names()) == set(BUILDERS)
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("name", sorted(IMAGE_CLASSIFIERS))  # gpt: tests/test_gpt.py
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_forward_shape(name, shape):
     model = BUILDERS[name](in_channels=shape[0], num_classes=7, image_size=shape[1] if name != "vit" else 28)
@@ -35,7 +35,7 @@ def _readme_accuracy(name: str) -> float:
     return float(match.group(1))
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("name", sorted(IMAGE_CLASSIFIERS))  # gpt: tests/test_gpt.py
 def test_checkpoint_accuracy_matches_readme(name, fashion):
     spec = NetworkSpec.zoo(name)
     metadata = json.loads(spec.checkpoint_path.with_suffix(".json").read_text())

@@ -1,6 +1,6 @@
-"""Image-classification datasets read from their native files, with deterministic splits.
+"""Datasets read from their native files, with deterministic splits.
 
-Three sources, none downloaded at run time:
+Four sources, none downloaded at run time:
 
 * ``fashion_mnist``: the IDX files (gzipped or plain) that Debian's ``dataset-fashion-mnist``
   installs in ``/usr/share/datasets/fashion-mnist`` (60,000 train + 10,000 test, 1x28x28).
@@ -9,6 +9,18 @@ Three sources, none downloaded at run time:
   folder the user provides. They are untrusted input: a restricted unpickler rebuilds only
   numpy arrays, lists, dicts, numbers and bytes, and refuses every other global, so a crafted
   batch cannot run code.
+* ``fortunes``: character-level language modelling on the fortune cookies of Debian's
+  ``fortunes`` package (with ``fortunes-min``, its dependency: the ``%``-separated text files in
+  ``/usr/share/games/fortunes``; 15,134 distinct fortunes, 2.5 million characters; BSD licence).
+  One fortune is one document. The test documents are a fixed 10% (a permutation with a
+  constant seed, independent of the validation seed); the others, in an order permuted with
+  ``seed``, go to validation until it has ``validation_size`` windows, the rest to training, so
+  no fortune is in two splits. The vocabulary is fixed by the non-test documents: id 0 stands for
+  every character seen fewer than ``MIN_CHAR_COUNT`` times there, ids 1.. for the others in code
+  point order (98 ids for the Debian corpus). Each split's documents, each followed by the
+  ``\n%\n`` separator of the fortune files, are one character stream cut into windows of
+  ``context`` characters (stride ``context``): the inputs are ``chars[i:i+T]``, the labels
+  ``chars[i+1:i+T+1]``, so ``images`` and ``labels`` are both int64 token ids of shape (N, T).
 
 Splits: ``validation`` is held out of the training data by a seeded permutation and is what
 mapping searches use; ``test`` is only for final reports.
@@ -21,6 +33,7 @@ import gzip
 import importlib
 import importlib.util
 import pickle
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +43,8 @@ import numpy as np
 import torch
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
-DATASETS = ("fashion_mnist", "digits", "cifar10")
+FORTUNES_ROOT = Path("/usr/share/games/fortunes")
+DATASETS = ("fashion_mnist", "digits", "cifar10", "fortunes")
 
 # Per-channel statistics of the training images, used for normalisation.
 _STATS = {
@@ -43,6 +57,9 @@ _HOW_TO_GET = {
                      "IDX files (train-images-idx3-ubyte[.gz], ...) in a folder and pass it as the root",
     "cifar10": "download 'CIFAR-10 python version' (cifar-10-python.tar.gz), extract it and pass the "
                "folder holding data_batch_1..5 and test_batch (or its parent) as the root",
+    "fortunes": "install it with `apt-get install fortunes` (Debian; it brings fortunes-min) or pass a folder "
+                "of fortune files (plain text, one fortune per block, blocks separated by lines holding '%') "
+                "as the root",
 }
 
 
@@ -52,7 +69,8 @@ class DatasetError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Normalised images (N, C, H, W) float32 and labels (N,) int64."""
+    """Normalised images (N, C, H, W) float32 and labels (N,) int64; for a sequence dataset,
+    token ids (N, T) int64 and the next tokens (N, T) int64."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -74,15 +92,22 @@ class DataSplits:
     validation: ImageSet
     test: ImageSet
     num_classes: int
+    vocabulary: str = ""  # sequence datasets: the character of each token id ("\ufffd" for unknown)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
 
 
 def load_dataset(name: str, root: str | Path | None = None, validation_size: int = 5000,
-                 seed: int = 0) -> DataSplits:
-    """Load ``name`` and split it deterministically (same ``seed`` -> same split)."""
+                 seed: int = 0, context: int = 64) -> DataSplits:
+    """Load ``name`` and split it deterministically (same ``seed`` -> same split).
+
+    ``validation_size`` counts images, or windows of ``context`` characters for ``fortunes``
+    (``context`` is ignored by the image datasets).
+    """
+    if name == "fortunes":
+        return _fortunes(Path(root) if root else FORTUNES_ROOT, validation_size, seed, context)
     if name == "fashion_mnist":
         base = Path(root) if root else FASHION_MNIST_ROOT
         train_x, train_y = _read_idx_pair(base, "train", name)
@@ -245,3 +270,91 @@ def _read_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     parts = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
     test_x, test_y = _read_cifar_batch(folder / "test_batch")
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), test_x, test_y)
+
+
+# --- fortune cookies (character-level language modelling) ---------------------------------------
+
+FORTUNES_TEST_SEED = 12345  # the test documents never move with the validation seed
+FORTUNES_TEST_SHARE = 0.1
+MIN_CHAR_COUNT = 50  # rarer characters (accented letters, braces) share the unknown id
+MAX_VOCABULARY = 99  # ids, the unknown one included
+UNKNOWN = "\ufffd"
+DOCUMENT_END = "\n%\n"  # the separator of the fortune files, kept so the model sees where one ends
+_SEPARATOR_LINE = re.compile(r"^%[ \t]*$\n?", re.MULTILINE)
+
+
+def read_fortunes(root: Path) -> list[str]:
+    """The distinct fortunes of every fortune file in ``root`` (files in name order, fortunes in
+    file order, a repeated fortune kept where it first occurs). strfile's indexes (``.dat``) and
+    the ``.u8`` links to the text files are skipped."""
+    if not root.is_dir():
+        raise DatasetError(f"fortunes: no folder {root}; {_HOW_TO_GET['fortunes']}")
+    files = sorted(path for path in root.iterdir()
+                   if path.is_file() and not path.is_symlink() and path.suffix not in (".dat", ".u8"))
+    documents: dict[str, None] = {}
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise DatasetError(f"fortunes: cannot read {path} as UTF-8 text: {error}") from error
+        for block in _SEPARATOR_LINE.split(text):
+            fortune = block.strip("\n")
+            if fortune.strip():
+                documents.setdefault(fortune)
+    if len(documents) < 20:
+        raise DatasetError(f"fortunes: {root} holds {len(documents)} fortunes in {len(files)} files, too few "
+                           f"to split; {_HOW_TO_GET['fortunes']}")
+    return list(documents)
+
+
+def character_vocabulary(documents: list[str]) -> str:
+    """Token id -> character: the unknown id 0, then every character seen at least ``MIN_CHAR_COUNT``
+    times (the most frequent ones when there are more than the vocabulary holds) in code point order."""
+    counts: dict[str, int] = {}
+    for document in documents:
+        for char in document + DOCUMENT_END:
+            counts[char] = counts.get(char, 0) + 1
+    frequent = sorted((c for c, n in counts.items() if n >= MIN_CHAR_COUNT), key=lambda c: (-counts[c], c))
+    return UNKNOWN + "".join(sorted(frequent[:MAX_VOCABULARY - 1]))
+
+
+def character_windows(documents: list[str], vocabulary: str, context: int) -> ImageSet:
+    """The documents as one stream of token ids, cut into windows: inputs ``ids[i:i+T]``, labels
+    ``ids[i+1:i+T+1]`` for i = 0, T, 2T, ... (the last incomplete window dropped)."""
+    index = {char: i for i, char in enumerate(vocabulary) if i}
+    text = "".join(document + DOCUMENT_END for document in documents)
+    ids = np.fromiter((index.get(char, 0) for char in text), dtype=np.int64, count=len(text))
+    positions = np.arange((len(ids) - 1) // context)[:, None] * context + np.arange(context)
+    return ImageSet(torch.from_numpy(ids[positions]), torch.from_numpy(ids[positions + 1]))
+
+
+def _fortunes(root: Path, validation_size: int, seed: int, context: int) -> DataSplits:
+    if context < 1:
+        raise DatasetError(f"fortunes: context={context} must be at least 1 character")
+    documents = read_fortunes(root)
+    # Documents stay in permuted order inside each split, so the first windows of a split (an
+    # oracle's subset) come from all over the corpus.
+    order = np.random.default_rng(FORTUNES_TEST_SEED).permutation(len(documents))
+    test_count = max(1, round(len(documents) * FORTUNES_TEST_SHARE))
+    test, rest = order[:test_count], np.sort(order[test_count:])
+    vocabulary = character_vocabulary([documents[i] for i in rest])
+    rest = rest[np.random.default_rng(seed).permutation(len(rest))]
+    # The shortest run of documents whose stream holds validation_size windows is held out.
+    stream_ends = np.cumsum([len(documents[i]) + len(DOCUMENT_END) for i in rest])
+    held_out = int(np.searchsorted(stream_ends, validation_size * context + 1)) + 1
+    if validation_size < 1 or held_out >= len(rest):
+        raise DatasetError(f"fortunes: validation_size={validation_size} windows of {context} characters must be "
+                           f"at least 1 and leave documents to train on ({len(rest)} outside the test split, "
+                           f"{int(stream_ends[-1]):,} characters)")
+
+    def windows(indices: np.ndarray) -> ImageSet:
+        return character_windows([documents[i] for i in indices], vocabulary, context)
+
+    return DataSplits(
+        name="fortunes",
+        train=windows(rest[held_out:]),
+        validation=windows(rest[:held_out]).subset(validation_size),
+        test=windows(test),
+        num_classes=len(vocabulary),
+        vocabulary=vocabulary,
+    )

@@ -1,7 +1,8 @@
 """Networks as data: a network is a model builder (a hydra ``_target_``), a checkpoint and a dataset.
 
 The zoo's networks are described in ``conf/network/<name>.yaml``; a user's own network is the
-same kind of description pointing at their own import path, checkpoint and data.
+same kind of description pointing at their own import path, checkpoint and data. A network whose
+input is not an image gives the shape of one sample as ``input_shape`` (``[64]``: 64 token ids).
 
 A description is untrusted input: its ``_target_`` is imported and called, so ``build`` only
 accepts targets in ``workloads.zoo`` or in a package the user lists in ``AIMC_TRUSTED_PACKAGES``
@@ -67,6 +68,22 @@ class NetworkSpec:
     checkpoint: str
     dataset: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)  # accuracy-artifact plan overrides (accuracy.profiles)
+    # One sample's shape, which the layer table traces: ``input_shape`` of the description (a
+    # sequence model's ``[tokens]``), or, when it gives none, (C, H, W) from the model's
+    # ``in_channels`` and ``image_size``, defaulting to Fashion-MNIST's 1x28x28. A field, not a
+    # property, so ``dataclasses.asdict`` -> ``from_config`` (how processes receive a spec) keeps it.
+    input_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        shape = self.input_shape
+        if shape is None or (isinstance(shape, (list, tuple)) and len(shape) == 0):
+            size, channels = self.model.get("image_size", 28), self.model.get("in_channels", 1)
+            shape = (channels, size, size)
+        if (not isinstance(shape, (list, tuple))
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            raise NetworkError(f"network {self.name!r}: input_shape must be a list of positive integers "
+                               f"(one sample's shape, e.g. [64] for 64 tokens), got {shape!r}")
+        object.__setattr__(self, "input_shape", tuple(shape))  # frozen: set once, here
 
     @classmethod
     def from_config(cls, config: Any) -> "NetworkSpec":
@@ -84,7 +101,7 @@ class NetworkSpec:
                                "such as workloads.zoo.resnet20 or mypackage.models.MyNet")
         return cls(name=str(config["name"]), model=dict(config["model"]),
                    checkpoint=str(config["checkpoint"]), dataset=dict(config.get("dataset") or {}),
-                   profile=dict(config.get("profile") or {}))
+                   profile=dict(config.get("profile") or {}), input_shape=config.get("input_shape", ()))
 
     @classmethod
     def zoo(cls, name: str) -> "NetworkSpec":
@@ -162,16 +179,13 @@ class NetworkSpec:
         return file_sha256(self.checkpoint_path)
 
     def data(self) -> DataSplits:
+        """The dataset's splits; a sequence dataset's windows are as long as the network's input
+        (the last entry of ``input_shape``) unless the dataset gives its own ``context``."""
         cfg = self.dataset
         return load_dataset(cfg.get("name", "fashion_mnist"), root=cfg.get("root"),
                             validation_size=int(cfg.get("validation_size", 5000)),
-                            seed=int(cfg.get("split_seed", 0)))
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) from the model arguments, defaulting to Fashion-MNIST's 1x28x28."""
-        size = int(self.model.get("image_size", 28))
-        return (int(self.model.get("in_channels", 1)), size, size)
+                            seed=int(cfg.get("split_seed", 0)),
+                            context=int(cfg.get("context", self.input_shape[-1])))
 
 
 def zoo_names() -> list[str]:

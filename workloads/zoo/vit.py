@@ -3,6 +3,8 @@
 aihwkit converts ``nn.Linear`` but not ``nn.MultiheadAttention``, so attention is written out:
 separate query/key/value/output projections (mappable, kind "attention projection") and the
 score and value matmuls (no mapping choice: they multiply two activations, not weights).
+The attention and the pre-norm block also serve the decoder-only ``workloads.zoo.gpt`` with a
+causal mask.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from torch import nn
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with its four projections as separate ``nn.Linear``."""
+    """Multi-head self-attention with its four projections as separate ``nn.Linear``; with
+    ``causal=True`` a token attends only to itself and the tokens before it."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, causal: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
-        self.heads = heads
+        self.heads, self.causal = heads, causal
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
@@ -35,20 +38,28 @@ class SelfAttention(nn.Module):
 
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
         scores = (q @ k.transpose(-2, -1)) * head_dim**-0.5
+        if self.causal:
+            future = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).triu_(1)
+            scores = scores.masked_fill(future, float("-inf"))
         context = scores.softmax(dim=-1) @ v
         return self.out(context.transpose(1, 2).reshape(batch, tokens, dim))
 
     def unmappable_ops(self, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> dict[str, int]:
-        """Q.K^T and softmax(S).V per sample: 2 * tokens^2 * dim MACs, softmax over the scores."""
+        """Q.K^T and softmax(S).V per sample: 2 * pairs * dim MACs and a softmax over the scores,
+        with pairs = tokens^2, or tokens (tokens + 1) / 2 under a causal mask (a digital core
+        computes only the scores it keeps)."""
         tokens, dim = output.shape[1], output.shape[2]
-        return {"macs": 2 * tokens * tokens * dim, "elementwise": self.heads * tokens * tokens}
+        pairs = tokens * (tokens + 1) // 2 if self.causal else tokens * tokens
+        return {"macs": 2 * pairs * dim, "elementwise": self.heads * pairs}
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+    """Pre-norm transformer block: x + attention(norm(x)), then x + mlp(norm(x)) (GELU MLP)."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, causal: bool = False) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attention = SelfAttention(dim, heads)
+        self.attention = SelfAttention(dim, heads, causal)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
 
