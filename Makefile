@@ -46,6 +46,7 @@ test-all: setup
 	$(PY) -m pytest -q
 
 # Every benchmark but the comparison (the oracle's takes most of the time), then the README tables.
+# The per-layer sensitivity report of the README (gpt, 4 test chips): .venv/bin/python -m cli.sensitivity network=gpt
 # The comparison (hours on 2 cores; resumable per network) uses the committed policies/default.zip:
 #   .venv/bin/python -m bench.bench_compare
 bench: setup
@@ -54,6 +55,8 @@ bench: setup
 	$(PY) -m bench.bench_surrogate
 	$(PY) -m bench.bench_oracle
 	$(PY) -m bench.bench_chip_spread
+	$(PY) -m bench.bench_sensitivity
+	$(PY) -m bench.bench_assumptions
 	$(PY) -m bench.bench_backend
 	$(PY) -m bench.bench_training
 	$(PY) -m bench.bench_training --load 2 --name training_threads_busy

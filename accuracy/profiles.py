@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -170,3 +171,17 @@ def load_or_build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan | Non
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(data) + "\n")
     return parse(data)
+
+
+def artifact_cost(spec: NetworkSpec, directory: Path = PROFILE_DIR) -> dict[str, Any] | None:
+    """What building the network's artifact takes, from its file: exact evaluations (profile
+    singles plus samples), their images and chips (the plan), and the seconds the build recorded
+    (small when it was answered from the cache, so not a cost measurement). None without a file."""
+    path = directory / f"{spec.name}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    singles = sum(1 for row in data["profile"]["drops"] for value in row if value is not None)
+    plan = data["key"]["plan"]
+    return {"evaluations": singles + len(data["samples"]["drops"]), "images": int(plan["images"]),
+            "chips": len(plan["seeds"]), "recorded_seconds": data.get("seconds")}

@@ -18,6 +18,17 @@ Methods that evaluate exactly get an evaluation-counting :class:`agents.verify.E
 * ``search`` (not run by default): a budgeted exact-verified local search from the other methods'
   mappings (default 100 exact evaluations per point): the best-known reference on networks too
   large for the exhaustive optimum.
+* ``lionheart_protocol`` (not run by default): LionHeart's greedy with the original paper's
+  evaluation protocol: every candidate evaluated at t = 1 day whatever the target time, on 5,000
+  validation images (all of them when the split has fewer) and 10 programming seeds (chips
+  0..9). Its exact evaluations are counted in evaluations of the standard protocol (1,000
+  images x 2 chips: one of its evaluations counts 25).
+* ``knapsack_ladder``, ``random_ladder`` (not run by default): the same verified threshold-ladder
+  search the policy uses (``agents.verify.policy_search``: proposals at the threshold times each
+  factor of ``THRESHOLD_LADDER``, a binary search with ``evaluations`` exact evaluations, repair
+  when none verifies) around the knapsack's or random's proposals: the policy's exact budget
+  given to a proposer that can propose at any threshold, so the rows compare proposals, not
+  search effort.
 * ``knapsack``: maximise the latency saved (i.e. the speedup) subject to the additive
   predicted drop (sensitivity profile at t) <= threshold and tiles <= capacity; exact dynamic
   programming over a 0.01-point drop grid and the integer tile budget.
@@ -33,7 +44,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from agents.verify import ExactVerifier
+from agents.verify import THRESHOLD_LADDER, ExactVerifier, policy_search
 from envs.tasks import MappingTask
 
 DROP_GRID = 0.01  # points per knapsack drop unit
@@ -62,21 +73,24 @@ class MethodEntry:
     exact: bool  # spends exact evaluations (gets the verifier)
     default: bool  # run when the configuration asks for "all"
     applicable: Callable[[MappingTask], bool]
+    artifact: bool = False  # reads the network's accuracy artifact (profile, surrogate): its cost is the method's
 
 
 METHODS: dict[str, MethodEntry] = {}
 
 
 def register_method(name: str, *, label: str | None = None, exact: bool = False, default: bool = True,
-                    applicable: Callable[[MappingTask], bool] | None = None):
+                    applicable: Callable[[MappingTask], bool] | None = None, artifact: bool = False):
     """Class decorator: register a mapping method under ``name`` (its constructor takes the
-    keyword ``verifier`` when ``exact``, and its configurable options as keywords)."""
+    keyword ``verifier`` when ``exact``, and its configurable options as keywords). ``artifact``:
+    the method reads the network's accuracy artifact (sensitivity profile or surrogate), so the
+    one-time cost of building it is part of what the method costs on a new network."""
     def decorate(cls):
         if name in METHODS:
             raise ValueError(f"a mapping method named {name!r} is already registered")
         cls.name = name
         METHODS[name] = MethodEntry(name, label or name, cls, exact, default,
-                                    applicable or (lambda task: True))
+                                    applicable or (lambda task: True), artifact)
         return cls
     return decorate
 
@@ -161,7 +175,51 @@ class CostAwareGreedy(LionHeartGreedy):
         return by_saving[saving[by_saving] > 0]
 
 
-@register_method("knapsack", label="knapsack")
+@register_method("lionheart_protocol", label="LionHeart greedy, paper protocol", exact=True, default=False)
+class LionHeartProtocol(LionHeartGreedy):
+    """LionHeart's greedy evaluated as published (t = 1 day, 5,000 images, 10 repetitions), minus
+    its per-candidate retraining; see the module docstring. Its search shares validation images
+    with the certification when the split has no more than 5,000 (the chips differ); the final
+    report is on the test split and fresh chips as for every method."""
+
+    def __init__(self, verifier: ExactVerifier, images: int = 5000, repetitions: int = 10,
+                 t_eval_s: float = 86400.0) -> None:
+        super().__init__(verifier)
+        if images < 1 or repetitions < 1 or t_eval_s <= 0:
+            raise ValueError("lionheart_protocol needs images >= 1, repetitions >= 1 and t_eval_s > 0, got "
+                             f"{images}, {repetitions}, {t_eval_s}")
+        self.images, self.repetitions, self.t_eval_s = int(images), int(repetitions), float(t_eval_s)
+
+    def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
+        standard = self.verifier
+        self.verifier = standard.with_protocol(self.images, self.repetitions)
+        try:
+            proposal = super().propose(task, self.t_eval_s, threshold)
+        finally:
+            protocol, self.verifier = self.verifier, standard
+        equivalents = int(np.ceil(protocol.evaluations * protocol.weight - 1e-9))
+        return Proposal(self.name, proposal.mapping, equivalents)
+
+
+class _SameBudget:
+    """The policy's verified threshold-ladder search around a threshold-driven proposer (``inner``)."""
+
+    inner = ""
+
+    def __init__(self, verifier: ExactVerifier, evaluations: int = 2, **inner_options: Any) -> None:
+        if evaluations < 1:
+            raise ValueError(f"{self.name}: evaluations must be >= 1, got {evaluations}")
+        self.verifier, self.evaluations = verifier, int(evaluations)
+        self.proposer = METHODS[self.inner].factory(**inner_options)
+
+    def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
+        start = self.verifier.evaluations
+        verified = policy_search(self.proposer, task, t_s, threshold, self.verifier,
+                                 evaluations=self.evaluations, ladder=THRESHOLD_LADDER)
+        return Proposal(self.name, verified.mapping, self.verifier.evaluations - start)
+
+
+@register_method("knapsack", label="knapsack", artifact=True)
 class SensitivityKnapsack:
 
     def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
@@ -195,7 +253,7 @@ def _small_enough(task: MappingTask) -> bool:
     return len(task) <= ExhaustiveOptimum.MAX_LAYERS
 
 
-@register_method("optimum", label="optimum", exact=True, applicable=_small_enough)
+@register_method("optimum", label="optimum", exact=True, applicable=_small_enough, artifact=True)
 class ExhaustiveOptimum:
     MAX_LAYERS = 14
 
@@ -239,7 +297,7 @@ class ExhaustiveOptimum:
 
 
 
-@register_method("search", label="local search", exact=True, default=False)
+@register_method("search", label="local search", exact=True, default=False, artifact=True)
 class LocalSearch:
     """A budgeted, exactly verified local search: the best-known reference where exhaustive search
     is out of reach. Starts from the mappings of ``starts`` (registered methods, run here; their
@@ -248,6 +306,8 @@ class LocalSearch:
     layer swapped for a digital one -- tried in order of speedup (cheap, from the cost model), the
     surrogate screening out those predicted beyond ``threshold + screen_margin``. Every mapping is
     verified once at most; the search stops when the budget is spent or no neighbour improves."""
+
+    accepts_starts = True  # a caller may seed it with other methods' mappings (``extra_starts``)
 
     def __init__(self, verifier: ExactVerifier, budget: int = 100,
                  starts: Sequence[str] = ("knapsack", "lionheart_costaware", "all_analog"),
@@ -319,7 +379,7 @@ class LocalSearch:
         return [found[k] for k in order if predicted[k] <= threshold + self.screen_margin]
 
 
-@register_method("random", label="random")
+@register_method("random", label="random", artifact=True)
 class RandomFeasible:
 
     def __init__(self, seed: int = 0) -> None:
@@ -335,6 +395,16 @@ class RandomFeasible:
         while mapping.any() and task.drop(mapping, t_s) > threshold:
             mapping[self.rng.choice(np.flatnonzero(mapping))] = False
         return Proposal(self.name, mapping, 0)
+
+
+@register_method("knapsack_ladder", label="knapsack, same budget", exact=True, default=False, artifact=True)
+class KnapsackLadder(_SameBudget):
+    inner = "knapsack"
+
+
+@register_method("random_ladder", label="random, same budget", exact=True, default=False, artifact=True)
+class RandomLadder(_SameBudget):
+    inner = "random"
 
 
 @register_method("all_analog", label="all-analog")

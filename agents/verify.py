@@ -44,11 +44,28 @@ THRESHOLD_LADDER = (0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0)
 
 
 class ExactVerifier:
-    """Counts the exact accuracy evaluations a method asks for: ``drop(mapping, t)``."""
+    """Counts the exact accuracy evaluations a method asks for: ``drop(mapping, t)``.
 
-    def __init__(self, drop: Callable[[np.ndarray, float], float]) -> None:
+    ``protocol(images, chips)``, when given, returns the exact drop function of another evaluation
+    protocol on the same network (more validation images, more programming seeds), for methods
+    that search with their own protocol (``lionheart_protocol``); see :meth:`with_protocol`.
+    """
+
+    def __init__(self, drop: Callable[[np.ndarray, float], float],
+                 protocol: Callable[[int, int], tuple[Callable[[np.ndarray, float], float], float]] | None = None,
+                 weight: float = 1.0) -> None:
         self._drop = drop
+        self._protocol = protocol
+        self.weight = weight  # one evaluation of this verifier in evaluations of the standard protocol
         self.evaluations = 0
+
+    def with_protocol(self, images: int, chips: int) -> "ExactVerifier":
+        """A counting verifier over ``images`` validation images and ``chips`` programming seeds;
+        its ``weight`` is its cost in evaluations of this verifier's protocol (images x chips)."""
+        if self._protocol is None:
+            raise ValueError("this verifier has no other evaluation protocol (build it with protocol=...)")
+        drop, weight = self._protocol(images, chips)
+        return ExactVerifier(drop, weight=weight)
 
     def __call__(self, mapping: np.ndarray, t_s: float) -> float:
         if not np.any(mapping):

@@ -1,6 +1,8 @@
 """Mapping methods side by side on the zoo, every emitted mapping certified and scored out of sample.
 
-    python -m bench.bench_compare --policy policies/default.zip [--networks ...] [--fresh]
+    python -m bench.bench_compare [--policy policies/default.zip] [--networks ...] [--fresh]
+    AIMC_TRUSTED_PACKAGES=bench.networks python -m bench.bench_compare --networks \
+        --network-files bench/networks/mixer.yaml          # a bring-your-own network, held out
 
 For each network x t in {1 day, 1 year} x threshold in {1, 2, 5} points: the policy (its
 verified search over its own proposals with --policy-evaluations exact evaluations, repair if
@@ -8,7 +10,10 @@ needed; agents/verify.py) and every default mapping method of the registry (agen
 LionHeart greedy, the sensitivity knapsack, the exhaustive optimum up to 14 layers, a random
 feasible mapping, all-analog). Training and held-out networks are those of conf/train.yaml.
 
-Every method goes through exactly the pipeline of evaluate.py (``reporting.evaluation``, its
+Every method reads the sensitivity of ``--profile`` (default ``env.profile``: the cheap estimate,
+measured once per network and counted in the cost of every method that reads it; ``exact``: the
+accuracy artifact, its evaluations counted likewise). Every method goes through exactly the
+pipeline of evaluate.py (``reporting.evaluation``, its
 configuration ``conf/evaluate.yaml``): the searches select on the validation split's first 1,000
 images and 2 chips; every mapping a method emits as feasible is certified by a population
 statement on other chips and images and repaired until it holds (``accuracy.population``); then
@@ -57,21 +62,83 @@ def evaluate_config(overrides: list[str]) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def compare_network(name: str, mapper, cfg: dict[str, Any], done: list[dict] | None = None,
-                    on_point=None) -> list[dict]:
-    """Rows of one network: the policy (``mapper``) and every selected registered method.
-    ``done``: rows of points measured earlier (kept, not redone); ``on_point(rows)`` is called
-    with the network's rows so far after every point, so an interrupted run keeps them."""
+# The compared methods besides the policy: LionHeart's greedy as published here and cost-aware, the
+# same-budget proposers (the policy's verified ladder search around the knapsack and random), the
+# cheap methods, the exhaustive optimum where it applies and the budgeted local search as the
+# best-known reference. lionheart_protocol (the paper's evaluation protocol, 25 standard
+# evaluations per candidate) is left to --methods: it costs ~25x greedy.
+METHODS_COMPARED = ("lionheart_greedy", "lionheart_costaware", "knapsack", "knapsack_ladder", "random",
+                    "random_ladder", "all_analog", "optimum", "search")
+SAME_BUDGET = ("knapsack_ladder", "random_ladder")
+
+
+def network_measurements(evaluator) -> dict[str, Any]:
+    """What mapping cost is counted in on this network: the time of one uncached exact evaluation
+    of the standard protocol (verify's images and chips; a mapping with every other analog-capable
+    layer analog at 1 day, baseline excluded) and the one-time work of the sensitivity the methods
+    read: with the cheap profile, its measurement timed here, uncached, right after that
+    evaluation (the same images and chips); with the exact one, the accuracy artifact's evaluations."""
+    from accuracy.oracle import AccuracyOracle
+    from accuracy.profiles import artifact_cost
+
+    v = evaluator.validation
+    fresh = lambda: AccuracyOracle(evaluator.spec, evaluator.noise, images=v.images, seeds=v.seeds,  # noqa: E731
+                                   cache=None)
+    oracle = fresh()
+    oracle.baseline()
+    mapping = np.zeros(len(evaluator.task), bool)
+    mapping[np.flatnonzero(evaluator.task.cost.analog_capable)[::2]] = True
+    start = time.perf_counter()
+    oracle.evaluate(mapping, DAY_S)
+    seconds = time.perf_counter() - start
+    profiling = None
+    if evaluator.task.profile_source == "cheap":
+        from accuracy.cheap_sensitivity import cached_cheap_profile
+
+        cheap = cached_cheap_profile(fresh(), cache=None)  # baseline pass included
+        profiling = {"source": "cheap", "estimator": cheap.cost["estimator"], "evaluations": 0,
+                     "images": v.images, "chips": len(v.seeds),
+                     "eval_equivalents": round(cheap.cost["seconds"] / seconds, 2),
+                     "seconds": round(cheap.cost["seconds"], 1)}
+    else:
+        artifact = artifact_cost(evaluator.spec)
+        if artifact is not None:
+            weight = artifact["images"] * artifact["chips"] / (v.images * len(v.seeds))
+            profiling = {"source": "exact", **artifact, "eval_equivalents": round(artifact["evaluations"] * weight, 2),
+                         "seconds": round(artifact["evaluations"] * weight * seconds, 1)}
+    return {"exact_eval_s": round(seconds, 3), "profiling": profiling}
+
+
+def compare_network(network, mapper, cfg: dict[str, Any], methods: tuple[str, ...] = METHODS_COMPARED,
+                    done: list[dict] | None = None, on_point=None,
+                    measurements: dict[str, dict] | None = None) -> list[dict]:
+    """Rows of one network (a zoo name or a ``NetworkSpec``): the policy (``mapper``) and every
+    method of ``methods`` that applies.
+    ``done``: rows measured earlier (kept; only the methods a point lacks are run there);
+    ``on_point(rows)`` is called with the network's rows so far after every point, so an
+    interrupted run keeps them. The local search is seeded with every other mapping of its point."""
     from reporting.evaluation import NetworkEvaluator
     from workloads.registry import NetworkSpec
 
-    evaluator = NetworkEvaluator(NetworkSpec.zoo(name), cfg)
+    spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
+    name = spec.name
+    evaluator = NetworkEvaluator(spec, cfg)
+    if measurements is not None and name not in measurements:
+        measurements[name] = network_measurements(evaluator)
+    applicable = set(make_methods_names(evaluator.task, methods))
     rows = list(done or [])
     for label, t_s in TIMES.items():
         for threshold in THRESHOLDS:
-            if any(r["t"] == label and r["threshold"] == threshold for r in rows):
+            here = [r for r in rows if r["t"] == label and r["threshold"] == threshold]
+            have = {r["method"] for r in here}
+            missing = [m for m in methods if m in applicable and m not in have]
+            records = [] if "ppo" in have else [evaluator.policy_result(mapper, t_s, threshold)]
+            if missing:
+                starts = [bits(r["mapping"]) for r in here if "mapping" in r] + [np.array(r["mapping"], bool)
+                                                                                for r in records]
+                records += evaluator.baselines(t_s, threshold, selection=missing, starts=starts)
+            if not records:
                 continue
-            records = [evaluator.policy_result(mapper, t_s, threshold)] + evaluator.baselines(t_s, threshold)
             rows += [row_of(name, label, record) for record in records]
             if on_point is not None:
                 on_point(rows)
@@ -80,6 +147,15 @@ def compare_network(name: str, mapper, cfg: dict[str, Any], done: list[dict] | N
                 f"{'' if r['holds_on_test'] or not r['feasible'] else '(!)'}" for r in rows[-len(records):]),
                 flush=True)
     return rows
+
+
+def make_methods_names(task, methods) -> list[str]:
+    """The names in ``methods`` whose registry entry applies to ``task``."""
+    return [m for m in methods if METHODS[m].applicable(task)]
+
+
+def bits(mapping: str) -> np.ndarray:
+    return np.array([c == "1" for c in mapping], bool)
 
 
 def row_of(network: str, t_label: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +174,7 @@ def row_of(network: str, t_label: str, record: dict[str, Any]) -> dict[str, Any]
         "certification_chip_passes": int(record["certification_chip_passes"]),
         "repaired_layers": int(record["repaired_layers"]), "wall_s": record["wall_s"],
         "analog_layers": int(sum(record["mapping"])), "proposal_analog_layers": int(sum(record["proposed_mapping"])),
+        "mapping": "".join("1" if a else "0" for a in record["mapping"]),
     })
 
 
@@ -115,46 +192,134 @@ def method_labels(rows: list[dict]) -> dict[str, str]:
     return labels
 
 
-def summarise(rows: list[dict]) -> dict:
-    by_point = defaultdict(dict)
-    for r in rows:
-        by_point[(r["network"], r["t"], r["threshold"])][r["method"]] = r
-    summary = {}
-    for group, training in (("training", True), ("held_out", False)):
-        points = [p for p in by_point.values() if p["ppo"]["training"] == training]
-        if not points:
-            continue
-        vs_greedy = [p["ppo"]["speedup"] / p["lionheart_greedy"]["speedup"] for p in points]
-        best = [max(r["speedup"] for r in p.values() if r["feasible"]) for p in points]
-        vs_best = [p["ppo"]["speedup"] / b for p, b in zip(points, best)]
+def effective_speedup(row: dict) -> float:
+    """A row's speedup if its mapping was emitted as feasible, else 1 (the user falls back to
+    all-digital): ratios between methods compare what a user could deploy."""
+    return row["speedup"] if row["feasible"] else 1.0
+
+
+def point_stats(points: list[dict[str, dict]]) -> dict[str, Any]:
+    """Ratios and rates over ``points`` (each: method -> row at one network, t, threshold)."""
+    methods = list(dict.fromkeys(m for p in points for m in p))
+    ppo = [effective_speedup(p["ppo"]) for p in points]
+    best = [max(effective_speedup(r) for r in p.values()) for p in points]
+    out: dict[str, Any] = {"points": len(points)}
+
+    def versus(method: str) -> list[float] | None:
+        pairs = [(effective_speedup(p["ppo"]), effective_speedup(p[method])) for p in points if method in p]
+        return [a / b for a, b in pairs] if len(pairs) == len(points) else None
+
+    for key, method in (("greedy", "lionheart_greedy"), ("costaware", "lionheart_costaware"),
+                        ("search", "search")):
+        ratios = versus(method)
+        out[f"ppo_over_{key}_geomean"] = geomean(ratios) if ratios else None
+        out[f"ppo_over_{key}_median"] = float(np.median(ratios)) if ratios else None
+        out[f"ppo_over_{key}_min"] = float(np.min(ratios)) if ratios else None
+        out[f"ppo_ge_{key}_rate"] = float(np.mean(np.array(ratios) >= 1 - 1e-9)) if ratios else None
+    vs_best = [a / b for a, b in zip(ppo, best)]
+    out.update({"ppo_over_best_geomean": geomean(vs_best), "ppo_over_best_median": float(np.median(vs_best)),
+                "ppo_over_best_min": float(np.min(vs_best))})
+    same = [m for m in SAME_BUDGET if m in methods]
+    out["same_budget"] = {m: {"ppo_ge_rate": float(np.mean(np.array(versus(m)) >= 1 - 1e-9)),
+                              "ppo_over_geomean": geomean(versus(m))} for m in same if versus(m)}
+    # the worst over the same-budget proposers (knapsack first in the README's reading)
+    out["ppo_ge_same_budget_rate"] = min((v["ppo_ge_rate"] for v in out["same_budget"].values()), default=None)
+    feasible_rows = {m: [p[m] for p in points if m in p and p[m]["feasible"]] for m in methods}
+    out.update({
+        # per method: the fraction of its mappings emitted as feasible whose mean drop over the
+        # fresh test chips is within the threshold (None: the method emitted none as feasible)
+        "out_of_sample_hold_rate": {m: (float(np.mean([r["holds_on_test"] for r in rs])) if rs else None)
+                                    for m, rs in feasible_rows.items()},
+        "emitted_feasible": {m: len(rs) for m, rs in feasible_rows.items()},
+        "certification_chip_passes_mean": {
+            m: float(np.mean([p[m].get("certification_chip_passes", 0) for p in points if m in p])) for m in methods},
+        "ppo_feasible_rate": float(np.mean([p["ppo"]["feasible"] for p in points])),
+        "exact_evaluations_mean": {m: float(np.mean([p[m]["exact_evaluations"] for p in points if m in p]))
+                                   for m in methods},
+        "wall_s_mean": {m: float(np.mean([p[m]["wall_s"] for p in points if m in p])) for m in methods},
+    })
+    if all("lionheart_greedy" in p for p in points):  # the earlier summary fields, kept for continuity
+        vs_greedy = versus("lionheart_greedy")
         objective_vs_greedy = [p["ppo"]["objective"] - p["lionheart_greedy"]["objective"] for p in points]
         best_objective = [max(r["objective"] for r in p.values() if r["feasible"]) for p in points]
-        feasible_rows = {m: [p[m] for p in points if m in p and p[m]["feasible"]] for m in points[0]}
-        summary[group] = {
-            "points": len(points),
-            "ppo_over_greedy_geomean": geomean(vs_greedy), "ppo_over_best_geomean": geomean(vs_best),
-            "ppo_over_greedy_median": float(np.median(vs_greedy)),
-            # per method: the fraction of its mappings emitted as feasible whose mean drop over the
-            # fresh test chips is within the threshold (None: the method emitted none as feasible)
-            "out_of_sample_hold_rate": {m: (float(np.mean([r["holds_on_test"] for r in rs])) if rs else None)
-                                        for m, rs in feasible_rows.items()},
-            "emitted_feasible": {m: len(rs) for m, rs in feasible_rows.items()},
-            "certification_chip_passes_mean": {
-                m: float(np.mean([p[m].get("certification_chip_passes", 0) for p in points if m in p]))
-                for m in points[0]},
-            "ppo_feasible_rate": float(np.mean([p["ppo"]["feasible"] for p in points])),
-            "ppo_over_greedy_mean": float(np.mean(vs_greedy)), "ppo_over_greedy_min": float(np.min(vs_greedy)),
-            "ppo_at_least_greedy_rate": float(np.mean(np.array(vs_greedy) >= 1 - 1e-9)),
-            "ppo_over_best_mean": float(np.mean(vs_best)), "ppo_over_best_min": float(np.min(vs_best)),
+        out.update({
+            "ppo_over_greedy_mean": float(np.mean(vs_greedy)),
+            "ppo_at_least_greedy_rate": out["ppo_ge_greedy_rate"],
+            "ppo_over_best_mean": float(np.mean(vs_best)),
             "objective_ppo_minus_greedy_mean": float(np.mean(objective_vs_greedy)),
             "objective_ppo_at_least_greedy_rate": float(np.mean(np.array(objective_vs_greedy) >= -1e-9)),
             "objective_ppo_minus_best_mean": float(np.mean([p["ppo"]["objective"] - b
                                                             for p, b in zip(points, best_objective)])),
-            "exact_evaluations_mean": {m: float(np.mean([p[m]["exact_evaluations"] for p in points if m in p]))
-                                       for m in points[0]},
-            "wall_s_mean": {m: float(np.mean([p[m]["wall_s"] for p in points if m in p])) for m in points[0]},
-        }
+        })
+    return out
+
+
+def total_cost(rows: list[dict], network: dict[str, Any], cert_per_pass: float) -> dict[str, Any]:
+    """Per method, what mapping this network at every compared point cost, one-time work included:
+    ``evaluations`` (the searches' exact evaluations, in standard-protocol units), ``profiling``
+    (the accuracy artifact's evaluations, for methods that read it), ``certification_chip_passes``,
+    ``eval_equivalents`` (all three in standard evaluations: a certification chip pass is
+    ``cert_per_pass`` of one), ``seconds`` (``eval_equivalents`` times the measured time of one
+    uncached standard evaluation of this network: cache hits between methods do not make one
+    method look cheaper) and ``wall_s`` (measured, cache hits included)."""
+    profiling = network.get("profiling") or {"evaluations": 0, "eval_equivalents": 0.0}
+    seconds_per_eval = float(network.get("exact_eval_s") or 0.0)
+    out = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        uses_artifact = method == "ppo" or (method in METHODS and METHODS[method].artifact)
+        evaluations = int(sum(r["exact_evaluations"] for r in mine))
+        passes = int(sum(r.get("certification_chip_passes", 0) for r in mine))
+        one_time = float(profiling["eval_equivalents"]) if uses_artifact else 0.0
+        equivalents = evaluations + one_time + passes * cert_per_pass
+        out[method] = {"points": len(mine), "evaluations": evaluations,
+                       "profiling_eval_equivalents": one_time, "certification_chip_passes": passes,
+                       "eval_equivalents": round(equivalents, 2), "seconds": round(equivalents * seconds_per_eval, 1),
+                       "wall_s": round(sum(r["wall_s"] for r in mine), 1)}
+    return out
+
+
+def summarise(rows: list[dict], networks: dict[str, dict] | None = None,
+              cert_per_pass: float = 0.5) -> dict:
+    """Summary per group (training, held-out networks) and per network (``networks.<name>``, with
+    ``total_cost`` and ``profiling`` from ``networks``: the per-network measurements of the run)."""
+    networks = networks or {}
+    by_point = defaultdict(dict)
+    for r in rows:
+        by_point[(r["network"], r["t"], r["threshold"])][r["method"]] = r
+    summary: dict[str, Any] = {}
+    for group, training in (("training", True), ("held_out", False)):
+        points = [p for p in by_point.values() if "ppo" in p and p["ppo"]["training"] == training]
+        if points:
+            summary[group] = point_stats(points)
+    per_network = {}
+    for name in dict.fromkeys(r["network"] for r in rows):
+        points = [p for (n, _, _), p in by_point.items() if n == name and "ppo" in p]
+        if not points:
+            continue
+        info = networks.get(name, {})
+        costs = total_cost([r for r in rows if r["network"] == name], info, cert_per_pass)
+        per_network[name] = {**point_stats(points), "total_cost": costs,
+                             "break_even_points_vs_greedy": break_even(costs.get("ppo"), costs.get("lionheart_greedy")),
+                             "profiling": info.get("profiling"), "exact_eval_s": info.get("exact_eval_s")}
+    summary["networks"] = per_network
     return summary
+
+
+def break_even(mine: dict | None, other: dict | None) -> float | None:
+    """Points after which ``mine`` (one-time work plus its per-point cost) has cost less than
+    ``other`` in all (equivalents): one-time / (other's per-point - mine's per-point); 0 without
+    one-time work, None when ``mine`` costs as much or more per point (it never breaks even)."""
+    if not mine or not other or not mine["points"] or not other["points"]:
+        return None
+    one_time = mine["profiling_eval_equivalents"] - other["profiling_eval_equivalents"]
+    per_point = ((mine["eval_equivalents"] - mine["profiling_eval_equivalents"]) / mine["points"]
+                 - (other["eval_equivalents"] - other["profiling_eval_equivalents"]) / other["points"])
+    if one_time <= 0 and per_point <= 0:
+        return 0.0
+    if per_point >= 0:
+        return None
+    return round(one_time / -per_point, 2)
 
 
 def geomean(values) -> float:
@@ -193,14 +358,29 @@ def policy_record(path: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", default="policies/default.zip", help="a saved MaskablePPO .zip")
-    parser.add_argument("--networks", nargs="+", default=list(ALL))
+    parser.add_argument("--networks", nargs="*", default=list(ALL), help="zoo networks (default: conf/train.yaml's)")
+    parser.add_argument("--network-files", nargs="+", default=[], metavar="YAML",
+                        help="networks described in files (conf/network/*.yaml format), compared as held out; "
+                             "their builders' packages must be trusted (AIMC_TRUSTED_PACKAGES)")
     parser.add_argument("--hw", default="alpine_like")
+    parser.add_argument("--profile", choices=("cheap", "exact"), default=evaluate_config([])["env"]["profile"],
+                        help="the sensitivity every method reads: cheap (the estimate, measured per network and "
+                             "counted in its cost; no accuracy artifact) or exact (the artifact); default: "
+                             "conf/env/default.yaml")
     parser.add_argument("--policy-evaluations", type=int, default=2,
                         help="exact evaluations the policy's verified search may use (agents/verify.py)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS_COMPARED), choices=list(METHODS),
+                        help="registered methods compared with the policy (default: %(default)s)")
+    parser.add_argument("--search-budget", type=int, default=100,
+                        help="exact evaluations of the local search (the best-known reference) per point")
     parser.add_argument("--fresh", action="store_true", help="forget networks measured earlier and start over")
     parser.add_argument("--resummarise", action="store_true",
                         help="recompute the summary and Markdown of the existing results/compare.json, no mapping")
     args = parser.parse_args(argv)
+    specs: dict[str, Any] = {name: name for name in args.networks}  # checked before any work
+    for file in args.network_files:
+        spec = network_file(file, parser)
+        specs[spec.name] = spec
     path = RESULTS_DIR / "compare.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     if previous.get("protocol") != PROTOCOL:
@@ -217,40 +397,77 @@ def main(argv: list[str] | None = None) -> int:
     from agents.ppo import PolicyMapper
 
     mapper = PolicyMapper(load_policy(args.policy))
-    cfg = evaluate_config([f"hw={args.hw}", f"policy_evaluations={args.policy_evaluations}", "progress=false"])
-    meta = {"protocol": PROTOCOL, "policy": policy_record(args.policy), "hw": args.hw,
-            "policy_evaluations": args.policy_evaluations,
+    cfg = evaluate_config([f"hw={args.hw}", f"policy_evaluations={args.policy_evaluations}", "progress=false",
+                           f"env.profile={args.profile}"])
+    # the same-budget proposers get the policy's exact budget; the reference search its own
+    cfg["method_options"] = {**{m: {"evaluations": args.policy_evaluations} for m in SAME_BUDGET},
+                             "search": {"budget": args.search_budget}}
+    trained_on = policy_record(args.policy).get("profile", "exact")
+    if trained_on != args.profile:
+        print(f"warning: {args.policy} was trained observing the {trained_on} sensitivity profile; this comparison "
+              f"gives it the {args.profile} one (--profile {trained_on} matches its training)", flush=True)
+    meta = {"protocol": PROTOCOL, "policy": policy_record(args.policy), "hw": args.hw, "profile": args.profile,
+            "policy_evaluations": args.policy_evaluations, "method_options": cfg["method_options"],
             "verify": cfg["verify"], "certify": cfg["certify"], "report": cfg["report"]}
     same = (not args.fresh and previous.get("policy", {}).get("sha256") == meta["policy"]["sha256"]
             and previous.get("hw") == args.hw and previous.get("certify") == cfg["certify"]
+            and previous.get("profile", "exact") == args.profile
             and previous.get("report") == cfg["report"])
     earlier = previous.get("rows", []) if same else []
-    rows = [r for r in earlier if r["network"] not in args.networks]
-    points = len(TIMES) * len(THRESHOLDS)
-    for name in args.networks:
+    # per network: one uncached exact evaluation's time and the artifact's cost (kept across resumes)
+    meta["networks"] = dict(previous.get("networks", {})) if same else {}
+    rows = [r for r in earlier if r["network"] not in specs]
+    methods = tuple(args.methods)
+    for name, network in specs.items():
         done = [r for r in earlier if r["network"] == name]
-        if len({(r["t"], r["threshold"]) for r in done}) == points:
-            rows += done
-            print(f"{name}: measured earlier with the same protocol and policy (--fresh to redo)")
-            continue
         before = list(rows)
-        # every point as soon as it is done: an interrupted run keeps it and a later run goes on from there
-        rows = before + compare_network(name, mapper, cfg, done, on_point=lambda mine: write(before + mine, meta))
+        # every point as soon as it is done: an interrupted run keeps it and a later run goes on from
+        # there (only the methods a point lacks are run)
+        rows = before + compare_network(network, mapper, cfg, methods, done,
+                                        on_point=lambda mine: write(before + mine, meta),
+                                        measurements=meta["networks"])
     summary = write(rows, meta)
+    def ratio(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
     for group, s in summary.items():
-        print(f"{group}: ppo feasible {100 * s['ppo_feasible_rate']:.0f}%, ppo/greedy speedup geomean "
-              f"{s['ppo_over_greedy_geomean']:.3f} (min {s['ppo_over_greedy_min']:.3f}, >= greedy on "
-              f"{100 * s['ppo_at_least_greedy_rate']:.0f}%), ppo/best geomean {s['ppo_over_best_geomean']:.3f} "
-              f"(min {s['ppo_over_best_min']:.3f}); out-of-sample hold rate "
+        if group == "networks":
+            continue
+        print(f"{group}: ppo feasible {100 * s['ppo_feasible_rate']:.0f}%, ppo/greedy geomean "
+              f"{ratio(s['ppo_over_greedy_geomean'])}, ppo/cost-aware geomean {ratio(s['ppo_over_costaware_geomean'])}, "
+              f"ppo/best geomean {ratio(s['ppo_over_best_geomean'])} (min {ratio(s['ppo_over_best_min'])}); "
+              "out-of-sample hold rate "
               + ", ".join(f"{m} {v:.2f}" for m, v in s["out_of_sample_hold_rate"].items() if v is not None))
     print(f"wrote {path}")
     return 0
 
 
+def network_file(path: str, parser: argparse.ArgumentParser):
+    """The NetworkSpec a description file holds (YAML, read as data), or a usage error naming it."""
+    import yaml
+
+    from workloads.registry import NetworkError, NetworkSpec
+
+    try:
+        spec = NetworkSpec.from_config(yaml.safe_load(open(path)))
+        spec.build()  # the builder's package is trusted and the keys fit it: fail now, not mid-run
+    except FileNotFoundError:
+        parser.error(f"--network-files: {path} does not exist")
+    except (yaml.YAMLError, NetworkError, TypeError, KeyError, ValueError) as error:
+        parser.error(f"--network-files: {path}: {error}")
+    if spec.name in ALL:
+        parser.error(f"--network-files: {path} names {spec.name!r}, a zoo network; give it another name")
+    return spec
+
+
 def write(rows: list[dict], meta: dict, machine: dict | None = None) -> dict:
     rows = [with_objective(row) for row in rows]
     meta = {**meta, "methods": method_labels(rows)}
-    summary = summarise(rows)
+    certify = meta.get("certify") or {}
+    verify = meta.get("verify") or {"images": 1000, "seeds": [0, 1]}
+    # one certification chip pass over certify's images, in standard evaluations (verify's images x chips)
+    per_pass = (certify.get("images", verify["images"]) / (verify["images"] * len(verify["seeds"])))
+    summary = summarise(rows, meta.get("networks"), per_pass)
     write_result("compare", {**meta, "summary": summary, "rows": rows}, machine=machine)
     atomic_write(RESULTS_DIR / "compare.md", markdown(rows))
     return summary

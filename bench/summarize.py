@@ -23,19 +23,27 @@ def load(name: str) -> dict | None:
 
 
 def compare_table(compare: dict) -> str:
-    """Per network: mean certified speedup of each method over the 6 (t, threshold) points, the
-    best certified speedup any method found, how often PPO is at least greedy in speedup and in
-    the environment's objective (ln speedup + 0.5 ln energy gain), PPO / best (geometric mean and
-    worst point), how many mappings emitted as feasible hold out of sample (fresh chips, test
-    split), exact evaluations and certification chip passes per mapping."""
+    """Per network: mean speedup of each method over the (t, threshold) points ("n X": n mappings
+    not certified feasible, "n !": n emitted as feasible that fail on the fresh test chips), the
+    best certified speedup any method found, PPO against greedy, cost-aware greedy and the best
+    known (geometric mean of the per-point ratio of deployable speedups, worst point), how often
+    PPO is at least every same-budget proposer, hold rates out of sample, and the total cost of
+    mapping the network at every point in standard exact-evaluation equivalents (one-time
+    sensitivity work, the searches' evaluations and certification; ``bench_compare.total_cost``)
+    and the points after which PPO has cost less than greedy in all ("-": never)."""
     points = defaultdict(lambda: defaultdict(dict))
     for r in compare["rows"]:
         points[r["network"]][(r["t"], r["threshold"])][r["method"]] = r
     labels = compare["methods"]  # method -> column label, in the registry's order (bench_compare)
+    per_network = compare["summary"].get("networks", {})
     lines = ["| network | " + " | ".join(labels.values()) + " | best known | "
-             "PPO >= greedy: speedup / objective | PPO / best: geomean (min) | holds out of sample: PPO / greedy | "
-             "exact evals PPO / greedy | chip passes PPO / greedy |",
-             "| --- |" + " ---: |" * (len(labels) + 6)]
+             "PPO / greedy | PPO / cost-aware | PPO / best: geomean (min) | PPO >= same budget | "
+             "holds out of sample: PPO / greedy | cost, eval. equivalents: PPO / greedy | break-even points |",
+             "| --- |" + " ---: |" * (len(labels) + 8)]
+
+    def number(value, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
     for network, by_point in points.items():
         first = next(iter(by_point.values()))
         cells = []
@@ -50,31 +58,66 @@ def compare_table(compare: dict) -> str:
                                                 f"{failing} !" if failing else "") if part)
             cells.append(f"{np.mean([r['speedup'] for r in rows]):.2f}x" + (f" ({marks})" if marks else ""))
         best = [max(r["speedup"] for r in p.values() if r["feasible"]) for p in by_point.values()]
-        ppo = [p["ppo"] for p in by_point.values()]
-        greedy = [p["lionheart_greedy"] for p in by_point.values()]
-        at_least = sum(a["speedup"] >= g["speedup"] - 1e-9 for a, g in zip(ppo, greedy))
-        at_least_objective = sum(a["objective"] >= g["objective"] - 1e-9 for a, g in zip(ppo, greedy))
-        ratio = [a["speedup"] / b for a, b in zip(ppo, best)]
+        s = per_network.get(network, {})
+        rate = s.get("ppo_ge_same_budget_rate")
+        cost = s.get("total_cost", {})
 
-        def holds(rows):
-            emitted = [r for r in rows if r["feasible"]]
+        def holds(method: str) -> str:
+            emitted = [p[method] for p in by_point.values() if method in p and p[method]["feasible"]]
             return f"{sum(r['holds_on_test'] for r in emitted)}/{len(emitted)}"
+
+        def equivalents(method: str) -> str:
+            return f"{cost[method]['eval_equivalents']:.0f}" if method in cost else "-"
 
         label = f"`{network}`" + ("" if first["ppo"]["training"] else " (held out)")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean(best):.2f}x | "
-                     f"{at_least}/{len(ppo)} / {at_least_objective}/{len(ppo)} | "
-                     f"{np.exp(np.mean(np.log(ratio))):.3f} ({min(ratio):.3f}) | {holds(ppo)} / {holds(greedy)} | "
-                     f"{np.mean([a['exact_evaluations'] for a in ppo]):.1f} / "
-                     f"{np.mean([g['exact_evaluations'] for g in greedy]):.1f} | "
-                     f"{np.mean([a['certification_chip_passes'] for a in ppo]):.1f} / "
-                     f"{np.mean([g['certification_chip_passes'] for g in greedy]):.1f} |")
+                     f"{number(s.get('ppo_over_greedy_geomean'))} | {number(s.get('ppo_over_costaware_geomean'))} | "
+                     f"{number(s.get('ppo_over_best_geomean'))} ({number(s.get('ppo_over_best_min'))}) | "
+                     f"{'-' if rate is None else f'{100 * rate:.0f}%'} | {holds('ppo')} / {holds('lionheart_greedy')} | "
+                     f"{equivalents('ppo')} / {equivalents('lionheart_greedy')} | "
+                     f"{number(s.get('break_even_points_vs_greedy'), 1)} |")
+    return "\n".join(lines)
+
+
+def sensitivity_table(doc: dict) -> str:
+    """Per network: Spearman rank correlation of each estimator's calibrated cheap profile with the
+    exact profile at 1 day / 1 year, the exact profile against itself on 2 other chips (how much of
+    it is the chips), the default estimator against the 4-chip test-split report of
+    ``cli.sensitivity`` where one is committed, and the default estimator's cost (seconds,
+    exact-evaluation equivalents) beside the exact profile's evaluations."""
+    from accuracy.cheap_sensitivity import ESTIMATORS
+
+    default = doc["default_estimator"]
+
+    def pair(cells: dict) -> str:
+        return " / ".join("-" if c["spearman"] is None else f"{c['spearman']:.2f}" for c in cells.values())
+
+    lines = ["| network | capable layers | " + " | ".join(f"`{e}`" + (" (default)" if e == default else "")
+                                                  for e in ESTIMATORS)
+             + " | exact on 2 other chips | default vs the 4-chip test-split report | cost: seconds | "
+               "exact-evaluation equivalents | exact profile evaluations |",
+             "| --- |" + " ---: |" * (len(ESTIMATORS) + 6)]
+    for n in sorted(doc["networks"], key=lambda n: (n["role"] != "training", n["network"])):
+        ceiling = n.get("ceiling", {}).get("exact_other_chips_vs_exact")
+        cost = n.get("cost", {})
+        lines.append(f"| `{n['network']}`{'' if n['role'] == 'training' else ' (held out)'} | {n['capable_layers']} | "
+                     + " | ".join(pair(n["agreement"][e]) for e in ESTIMATORS)
+                     + f" | {pair(ceiling) if ceiling else '-'} | "
+                     + (f"{pair(n['test_profile'][default])} | " if n.get("test_profile") else "- | ")
+                     + (f"{cost['cheap_seconds']:.1f} | {cost['exact_evaluation_equivalents']:.1f} | "
+                        f"{cost['exact_profile_evaluations']} |" if cost else "- | - | - |"))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare", action="store_true", help="the per-network mapping comparison table")
+    parser.add_argument("--sensitivity", action="store_true", help="the cheap sensitivity estimate's agreement and cost")
     args = parser.parse_args(argv)
+    if args.sensitivity:
+        doc = load("sensitivity")
+        print(sensitivity_table(doc) if doc else "(run `python -m bench.bench_sensitivity` first)")
+        return 0
     if args.compare:
         compare = load("compare")
         print(compare_table(compare) if compare else "(run `python -m bench.bench_compare --policy ...` first)")
@@ -120,9 +163,37 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| surrogate `{model}` (`bench.bench_surrogate`), {len(surrogate['networks'])} networks | "
                          f"mean MAE {s['mean_mae']:.3f}, worst {s['worst_mae']:.3f} points; worst feasibility "
                          f"agreement {100 * s['worst_agreement']:.0f}% | MAE <= 0.5, agreement >= 95% |")
+    sensitivity = load("sensitivity")
+    if sensitivity and all("cost" in n for n in sensitivity["networks"]):
+        default = sensitivity["default_estimator"]
+        cells = []
+        for n in sorted(sensitivity["networks"], key=lambda n: (n["role"] != "training", n["network"])):
+            rho = [c["spearman"] for c in n["agreement"][default].values()]
+            ceiling = [c["spearman"] for c in n.get("ceiling", {}).get("exact_other_chips_vs_exact", {}).values()]
+            cells.append(f"{n['network']}{'' if n['role'] == 'training' else '*'} "
+                         + "/".join("-" if r is None else f"{r:.2f}" for r in rho)
+                         + (f" [{'/'.join('-' if r is None else f'{r:.2f}' for r in ceiling)}]" if ceiling else "")
+                         + f", {n['cost']['exact_evaluation_equivalents']:.1f} eq.")
+        lines.append(f"| cheap sensitivity estimate `{default}` vs the exact profile (`bench.bench_sensitivity`), "
+                     f"Spearman at 1 day / 1 year [the exact profile on 2 other chips vs itself], cost in exact-"
+                     f"evaluation equivalents; * held out of the calibration | {'; '.join(cells)} | Spearman >= 0.9 "
+                     "each |")
+    assumptions = load("assumptions")
+    if assumptions:
+        a, n = assumptions["summary"], assumptions["nominal"]
+        other = assumptions["other_hw"]
+        lines.append(f"| assumed hardware constants x{' / x'.join(f'{f:g}' for f in assumptions['factors'])}, one at a "
+                     f"time (`bench.bench_assumptions`), {a['constants']} constants, {len(assumptions['networks'])} "
+                     f"networks, surrogate-judged | as written: {' > '.join(n['ranking'])} (PPO lead "
+                     f"{n['ppo_lead_mean']:+.3f} in objective); ranking changes under "
+                     f"{', '.join(a['ranking_changed']) or 'none'}; PPO's lead changes sign under "
+                     f"{', '.join(a['lead_sign_changed']) or 'none'}; {other['name']} zero-shot: "
+                     f"{' > '.join(other['ranking'])} (lead {other['ppo_lead_mean']:+.3f}) | conclusions stated per constant |")
     compare = load("compare")
     if compare:
         for group, c in compare["summary"].items():
+            if group == "networks" or "ppo_over_greedy_min" not in c or c["ppo_over_greedy_min"] is None:
+                continue
             evals = c["exact_evaluations_mean"]
             holds = c.get("out_of_sample_hold_rate", {})
             hold_text = ", ".join(f"{compare['methods'].get(m, m)} {100 * v:.0f}%" for m, v in holds.items()

@@ -144,11 +144,13 @@ def check_presets(cfg: Mapping) -> None:
 def check_env_section(env: Any) -> None:
     from accuracy.surrogate import MODELS
     from envs.reward import RewardWeights
+    from envs.tasks import PROFILE_SOURCES
 
     if not isinstance(env, Mapping):
         raise ConfigError(f"env must be a mapping (conf/env/default.yaml), got {env!r}")
     choice(env, "accuracy", ("surrogate", "oracle"), "env.")
     choice(env, "surrogate_model", MODELS, "env.")
+    choice(env, "profile", PROFILE_SOURCES, "env.")
     boolean(env, "shaping", "env.")
     for key in ("t_range_s", "threshold_range"):
         low_high = number_list(env, key, above=0, example="[1,5]", path="env.")

@@ -122,9 +122,11 @@ class NetworkEvaluator:
         self.system = load_system(cfg["hw"])
         self.noise = load_noise(cfg["noise"], self.system.tiles.rows, self.system.tiles.cols)
         cache = ResultCache(cfg.get("cache") or DEFAULT_CACHE)
+        profile = cfg["env"].get("profile", "exact")  # cheap: no accuracy artifact is read or built
         self.task: MappingTask = build_task(spec, hw=cfg["hw"], noise=cfg["noise"],
                                             surrogate_model=cfg["env"]["surrogate_model"],
-                                            cache_path=cfg.get("cache") or DEFAULT_CACHE)
+                                            cache_path=cfg.get("cache") or DEFAULT_CACHE,
+                                            profile=profile, artifact=profile == "exact")
         if not self.task.cost.analog_capable.any():
             print(f"{spec.name}: no analog-capable layer: nothing to map; every mapping is all-digital",
                   file=sys.stderr)
@@ -132,7 +134,8 @@ class NetworkEvaluator:
         self.validation = AccuracyOracle(spec, self.noise, images=verify["images"], seeds=verify["seeds"], cache=cache)
         self.test = AccuracyOracle(spec, self.noise, images=report["images"], seeds=report["seeds"],
                                    split="test", cache=cache)
-        self.verifier = ExactVerifier(lambda m, t: self.validation.evaluate(m, t).drop)
+        self.verifier = ExactVerifier(lambda m, t: self.validation.evaluate(m, t).drop, protocol=self._protocol)
+        self._protocols: dict[tuple[int, int], AccuracyOracle] = {}
         certify = cfg.get("certify") or {"enabled": False}
         self.certifier: Certifier | None = None
         if certify.get("enabled") and self.task.cost.analog_capable.any():
@@ -143,6 +146,19 @@ class NetworkEvaluator:
             except ValueError as error:
                 raise EvaluationInputError(f"certify: {error}") from None
             self.certifier = Certifier(oracle, plan)
+
+    def _protocol(self, images: int, chips: int):
+        """Another search protocol on the validation split (``ExactVerifier.with_protocol``): its first
+        ``images`` images (all of them when it has fewer) and chips 0 .. chips - 1; and the cost of one
+        of its evaluations in evaluations of the standard verification (images x chips)."""
+        key = (int(images), int(chips))
+        if key not in self._protocols:
+            images = min(int(images), len(self.spec.data().validation))
+            self._protocols[key] = AccuracyOracle(self.spec, self.noise, images=images, seeds=tuple(range(chips)),
+                                                  cache=self.validation.cache)
+        oracle = self._protocols[key]
+        weight = (oracle.images * len(oracle.seeds)) / (self.validation.images * len(self.validation.seeds))
+        return (lambda m, t: oracle.evaluate(m, t).drop), weight
 
     @property
     def layer_names(self) -> list[str]:
@@ -268,13 +284,22 @@ class NetworkEvaluator:
                     chip_passes=chip_passes, repair=False)
         return points
 
-    def baselines(self, t_s: float, threshold: float) -> list[dict[str, Any]]:
-        """Every selected mapping method of the registry at one point, each emitted mapping
-        recorded (and certified) exactly as the policy's is (:meth:`result`)."""
+    def baselines(self, t_s: float, threshold: float, selection=None,
+                  starts: list[np.ndarray] = ()) -> list[dict[str, Any]]:
+        """Every selected mapping method of the registry at one point (``selection``, default the
+        configuration's ``baselines``), each emitted mapping recorded (and certified) exactly as
+        the policy's is (:meth:`result`). A method that takes starting mappings (the local search)
+        is seeded with ``starts`` and every mapping proposed before it at this point."""
         rows = []
-        for method in make_methods(self.task, self.verifier, self.cfg["baselines"], self.cfg.get("method_options")):
+        starts = [np.asarray(m, bool) for m in starts]
+        selection = self.cfg["baselines"] if selection is None else selection
+        for method in make_methods(self.task, self.verifier, selection, self.cfg.get("method_options")):
             start = time.perf_counter()
-            proposal = method.propose(self.task, t_s, threshold)
+            if getattr(method, "accepts_starts", False):
+                seeds = starts + [np.asarray(r[key], bool) for r in rows for key in ("proposed_mapping", "mapping")]
+                proposal = method.propose(self.task, t_s, threshold, extra_starts=seeds)
+            else:
+                proposal = method.propose(self.task, t_s, threshold)
             rows.append(self.result(method.name, np.asarray(proposal.mapping, bool), t_s, threshold,
                                     exact_evaluations=proposal.exact_evaluations,
                                     wall_s=time.perf_counter() - start))

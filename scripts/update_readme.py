@@ -23,6 +23,7 @@ TABLES = {
     "cost": [sys.executable, "-m", "cli.cost_summary"],
     "bench": [sys.executable, "-m", "bench.summarize"],
     "compare": [sys.executable, "-m", "bench.summarize", "--compare"],
+    "sensitivity": [sys.executable, "-m", "bench.summarize", "--sensitivity"],
 }
 
 

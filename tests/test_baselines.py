@@ -160,3 +160,49 @@ def test_local_search_reaches_the_exhaustive_optimum_on_lenet5(task, verify, pro
     result = LocalSearch(ExactVerifier(verify), budget=100).propose(task, T_S, THRESHOLD)
     optimum = proposals["optimum"].mapping
     assert task.cost.evaluate(result.mapping).speedup == pytest.approx(task.cost.evaluate(optimum).speedup)
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3])
+def test_same_budget_knapsack_is_the_policy_search_around_the_knapsack(task, verify, budget):
+    from agents.methods import KnapsackLadder
+    from agents.verify import policy_search
+
+    counted = ExactVerifier(verify)
+    proposal = KnapsackLadder(verifier=counted, evaluations=budget).propose(task, T_S, THRESHOLD)
+    reference = policy_search(SensitivityKnapsack(), task, T_S, THRESHOLD, ExactVerifier(verify), evaluations=budget)
+    assert np.array_equal(proposal.mapping, reference.mapping)
+    assert proposal.exact_evaluations == counted.evaluations == reference.exact_evaluations
+    assert fits(task, proposal.mapping) and verify(proposal.mapping, T_S) <= THRESHOLD
+    # never behind the knapsack's own proposal when that one verifies
+    plain = SensitivityKnapsack().propose(task, T_S, THRESHOLD).mapping
+    if verify(plain, T_S) <= THRESHOLD:
+        assert task.cost.evaluate(proposal.mapping).speedup >= task.cost.evaluate(plain).speedup - 1e-12
+
+
+def test_lionheart_protocol_evaluates_at_one_day_with_its_own_protocol_and_counts_equivalents(task, verify):
+    from agents.methods import LionHeartProtocol
+
+    asked = []
+
+    def protocol(images, chips):
+        asked.append((images, chips))
+        times = []
+
+        def drop(mapping, t_s):
+            times.append(t_s)
+            assert t_s == 86_400.0  # LionHeart evaluates at 1 day whatever the target time
+            return verify(mapping, t_s)
+
+        protocol.times = times
+        return drop, (images * chips) / (400 * 2)
+
+    standard = ExactVerifier(verify, protocol=protocol)
+    method = LionHeartProtocol(verifier=standard, images=400, repetitions=6)
+    proposal = method.propose(task, 3.15e7, THRESHOLD)  # target: 1 year
+    greedy_at_one_day = LionHeartGreedy(ExactVerifier(verify)).propose(task, 86_400.0, THRESHOLD)
+    assert asked == [(400, 6)] and standard.evaluations == 0  # the standard verifier is not used
+    assert np.array_equal(proposal.mapping, greedy_at_one_day.mapping)
+    assert proposal.exact_evaluations == 3 * len(protocol.times) == 3 * greedy_at_one_day.exact_evaluations
+    assert method.verifier is standard
+    with pytest.raises(ValueError, match="no other evaluation protocol"):
+        LionHeartProtocol(verifier=ExactVerifier(verify)).propose(task, T_S, THRESHOLD)

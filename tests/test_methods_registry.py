@@ -75,7 +75,7 @@ def test_a_registered_method_appears_in_the_comparison(toy_method, fashion, tmp_
                            "report.images=200", "report.seeds=[100,101]", f"cache={tmp_path / 'cache.sqlite'}",
                            "certify.plan.first_chips=2", "certify.plan.batch_chips=2", "certify.plan.max_chips=4",
                            f"baselines=[{toy_method}]"])
-    rows = compare_network("lenet5", KnapsackProposer(), cfg)
+    rows = compare_network("lenet5", KnapsackProposer(), cfg, methods=(toy_method,))
     toy_rows = [row for row in rows if row["method"] == toy_method]
     assert len(toy_rows) == len(TIMES) * len(THRESHOLDS)
     assert all("objective" in row for row in rows)
@@ -85,3 +85,28 @@ def test_a_registered_method_appears_in_the_comparison(toy_method, fashion, tmp_
     # every row went through evaluate's pipeline: certified when emitted feasible, scored on 2 fresh test chips
     assert all(row["certificate"] == "holds" for row in rows if row["feasible"] and row["analog_layers"])
     assert all(row["test_chips"] == 2 and "holds_on_test" in row for row in rows)
+
+    class NotAgain:  # a resumed comparison does not ask the policy again for points it has
+        def propose(self, task, t_s, threshold):
+            raise AssertionError("the policy's rows were measured already")
+
+    more = compare_network("lenet5", NotAgain(), cfg, methods=(toy_method, "all_analog"), done=rows)
+    assert more[:len(rows)] == rows
+    added = more[len(rows):]
+    assert {row["method"] for row in added} == {"all_analog"} and len(added) == len(TIMES) * len(THRESHOLDS)
+
+
+def test_lionheart_protocol_and_same_budget_rows_run_through_evaluate(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            "policy=none", "networks=[lenet5]", "times_s=[31536000]", "thresholds=[2.0]", "verify.images=200",
+            "report.images=200", "report.seeds=[100]", "certify.enabled=false",
+            "baselines=[lionheart_greedy,lionheart_protocol,knapsack_ladder]",
+            "+method_options={lionheart_protocol: {images: 300, repetitions: 2}, knapsack_ladder: {evaluations: 2}}",
+            f"cache={tmp_path / 'cache.sqlite'}", "progress=false"])
+    rows = {row["method"]: row for row in evaluate(cfg, tmp_path / "out")["lenet5"]["baselines"]}
+    assert set(rows) == {"lionheart_greedy", "lionheart_protocol", "knapsack_ladder"}
+    # 300 images x 2 chips = 1.5 standard evaluations (200 images x 2 chips) each, rounded up in all
+    greedy_evaluations = rows["lionheart_greedy"]["exact_evaluations"]
+    assert rows["lionheart_protocol"]["exact_evaluations"] >= 1.5 * (greedy_evaluations - 1)
+    assert 1 <= rows["knapsack_ladder"]["exact_evaluations"] <= 2 + 5  # the search, plus a repair at most

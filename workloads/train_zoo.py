@@ -207,14 +207,16 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def train_network(name: str, recipe: Recipe, seed: int, out_dir: Path) -> dict:
-    """Train ``name`` with ``recipe``; write its checkpoint, metadata and log to ``out_dir``."""
+def train_network(network: str | NetworkSpec, recipe: Recipe, seed: int, out_dir: Path) -> dict:
+    """Train ``network`` (a zoo name or a description's spec) with ``recipe``; write its
+    checkpoint, metadata and log to ``out_dir`` as ``<name>.pt``, ``.json`` and ``.log``."""
+    spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
     with torch_threads(recipe.torch_threads):
-        return _train_network(name, recipe, seed, out_dir)
+        return _train_network(spec, recipe, seed, out_dir)
 
 
-def _train_network(name: str, recipe: Recipe, seed: int, out_dir: Path) -> dict:
-    spec = NetworkSpec.zoo(name)
+def _train_network(spec: NetworkSpec, recipe: Recipe, seed: int, out_dir: Path) -> dict:
+    name = spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / f"{name}.log"
     log_file = open(log_path, "w")

@@ -1,0 +1,241 @@
+"""The cheap sensitivity estimate (accuracy/cheap_sensitivity.py) on LeNet-5 with 200 validation
+images: it reproduces the exact oracle's error where that is checkable, sees no error on an ideal
+device, costs far less than the exact profile, and reads its calibration as JSON only."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from accuracy.cheap_sensitivity import (CALIBRATION_PATH, ESTIMATORS, Calibration, CalibrationError,
+                                        CalibrationFile, cheap_profile, fit_calibration, interpolate_log_t,
+                                        load_calibration, measure, parse_calibration, select_calibration)
+from accuracy.noise import NoiseConfig
+from accuracy.oracle import AccuracyOracle
+from accuracy.surrogate import T_GRID_S
+from workloads.registry import NetworkSpec
+
+TIMES = (1e2, 1e5, 1e8)
+# No programming, read or output noise, no drift, 1e-7 DAC/ADC steps: the twin is the digital layer.
+IDEAL = NoiseConfig(name="ideal", prog_noise_scale=0.0, read_noise_scale=0.0, drift_scale=0.0, out_noise=0.0,
+                    inp_res=1e-7, out_res=1e-7)
+
+
+def lenet(fashion, noise=NoiseConfig(name="lionheart"), images=200):
+    # Two batches of 100: the twins' noise draws must continue across batches as the exact path's do.
+    return AccuracyOracle(NetworkSpec.zoo("lenet5"), noise, images=images, seeds=(0, 1), batch_size=100,
+                          data=fashion.validation)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Small tensors: a second thread only adds contention on a busy machine (15x slower measured).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def oracle(fashion):
+    return lenet(fashion)
+
+
+@pytest.fixture(scope="module")
+def raw(oracle):
+    return measure(oracle, TIMES, ESTIMATORS)
+
+
+def test_scores_have_one_row_per_layer_and_one_column_per_time(oracle, raw):
+    for estimator in ESTIMATORS:
+        assert raw.values[estimator].shape == (len(oracle.table), len(TIMES))
+        assert np.isfinite(raw.values[estimator]).all()  # every LeNet-5 layer is analog-capable
+    assert raw.cost["twin_passes"] == len(oracle.table) * 2 * len(TIMES)
+
+
+def test_error_grows_with_drift_time_and_vanishes_on_an_ideal_device(fashion, raw):
+    rel_mse = raw.values["rel_mse"]
+    assert (rel_mse > 1e-4).all()
+    assert (np.diff(rel_mse, axis=1) > 0).all(), rel_mse
+    ideal = measure(lenet(fashion, IDEAL, images=100), (1e5,), ("rel_mse", "margin_flips"))
+    assert (ideal.values["rel_mse"] < 1e-8).all(), ideal.values["rel_mse"]
+    assert (ideal.values["margin_flips"] == 0).all()
+
+
+def test_margin_flips_of_the_output_layer_equal_the_exact_drop(oracle):
+    # The logits are the last layer's output, so with every rival class considered the
+    # linearised flip count is exact: it matches the oracle only if the twins reproduce the
+    # exact path's device states, noise draws and batches.
+    last = len(oracle.table) - 1
+    raw = measure(oracle, (1e5,), ("margin_flips",), competitors=9)
+    mapping = np.zeros(len(oracle.table), bool)
+    mapping[last] = True
+    exact = oracle.evaluate(mapping, 1e5).drop
+    assert exact != 0.0
+    assert raw.values["margin_flips"][last, 0] == pytest.approx(exact, abs=1e-9)
+
+
+def test_digital_only_layers_are_nan(fashion):
+    mobile = AccuracyOracle(NetworkSpec.zoo("mobilenetv2"), NoiseConfig(name="lionheart"), images=20,
+                            seeds=(0,), batch_size=20, data=fashion.validation)
+    raw = measure(mobile, (1e5,), ("rel_mse",))
+    capable = np.array([layer.analog_capable for layer in mobile.table.layers])
+    assert not capable.all()
+    assert np.isnan(raw.values["rel_mse"][~capable]).all()
+    assert np.isfinite(raw.values["rel_mse"][capable]).all()
+
+
+def test_cheap_profile_costs_far_less_than_the_exact_profile(fashion, oracle):
+    calibration = CalibrationFile("margin_flips", {"margin_flips": Calibration("margin_flips", 1.0, 1.0)})
+    fresh = lenet(fashion)
+    fresh.baseline()
+    mapping = np.zeros(len(fresh.table), bool)
+    mapping[::2] = True
+    start = time.perf_counter()
+    fresh.evaluate(mapping, 86400.0)
+    one_exact = time.perf_counter() - start
+    start = time.perf_counter()
+    profile, cost = cheap_profile(lenet(fashion), calibration=calibration)
+    cheap = time.perf_counter() - start
+    exact_profile = len(fresh.table) * len(T_GRID_S)  # one exact evaluation per layer and time
+    assert cheap < exact_profile * one_exact / 3, (cheap, one_exact)
+    assert profile.drops.shape == (len(fresh.table), len(T_GRID_S))
+    assert cost["times"] == len(calibration.times_s) and cost["estimator"] == "margin_flips"
+    assert cost["backward_passes_per_image"] == 2  # one per rival class
+
+
+def test_identity_calibration_profile_is_the_flips_interpolated(oracle, raw):
+    calibration = CalibrationFile("margin_flips", {"margin_flips": Calibration("margin_flips", 1.0, 1.0)},
+                                  times_s=TIMES)
+    profile, _ = cheap_profile(oracle, calibration=calibration)
+    flips = raw.values["margin_flips"]
+    for k, t in enumerate(TIMES):
+        np.testing.assert_allclose(profile.drops[:, T_GRID_S.index(t)], flips[:, k], atol=1e-9)
+
+
+def test_interpolation_in_log_time_by_hand():
+    values = np.array([[0.0, 3.0, 9.0]])
+    out = interpolate_log_t(values, (1e2, 1e5, 1e8), (1e1, 1e2, 1e3, 1e6, 1e9))
+    # log10 t = 1: the first segment's line extended (slope 1 per decade): -1
+    np.testing.assert_allclose(out, [[-1.0, 0.0, 1.0, 5.0, 11.0]])
+
+
+def test_fit_recovers_a_power_law():
+    raw = np.linspace(0.01, 1.0, 40)
+    calibration, mae = fit_calibration("fisher", raw, 2.5 * raw ** 0.6)
+    assert calibration.power == pytest.approx(0.6) and calibration.scale == pytest.approx(2.5, rel=1e-6)
+    assert mae < 1e-9
+
+
+def test_form_is_chosen_by_leave_one_network_out_error():
+    rng = np.random.default_rng(0)
+    ranges = {"a": (0.01, 0.1), "b": (0.05, 0.5), "c": (0.2, 2.0)}
+    raw = {name: rng.uniform(low, high, 30) for name, (low, high) in ranges.items()}
+    calibration, table = select_calibration("fisher", {n: (r, 3.0 * np.sqrt(r)) for n, r in raw.items()})
+    assert table["form"] == "power" and set(table["forms"]) == {"linear", "power"}  # no identity for a raw score
+    assert calibration.power == pytest.approx(0.5) and calibration.scale == pytest.approx(3.0)
+    assert table["forms"]["linear"]["cv_mae_points"] > 10 * table["forms"]["power"]["cv_mae_points"]
+    # Flips already in points: every form fits, and the one with no parameters wins the tie.
+    calibration, table = select_calibration("margin_flips", {n: (r, r.copy()) for n, r in raw.items()})
+    assert table["form"] == "identity" and (calibration.scale, calibration.power) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="at least 2 networks"):
+        select_calibration("fisher", {"a": (raw["a"], raw["a"])})
+
+
+def test_committed_calibration_is_json_with_every_estimator():
+    data = json.loads(CALIBRATION_PATH.read_text())
+    file = load_calibration()
+    assert set(file.calibrations) == set(ESTIMATORS) and file.default in ESTIMATORS
+    assert file.to_dict()["calibrations"] == data["calibrations"]
+    assert list(file.times_s) == data["times_s"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": "pickle"}, "not a cheap-sensitivity calibration"),
+    ({"version": 99}, "version"),
+    ({"calibrations": {"fisher": {"scale": "2", "power": 1.0}}}, "finite numbers"),
+    ({"calibrations": {"fisher": {"scale": 1.0, "power": 0.0}}}, "power > 0"),
+    ({"calibrations": {"eval": {"scale": 1.0, "power": 1.0}}}, "unknown estimator"),
+    ({"default": "rel_mse"}, "default estimator"),
+    ({"times_s": [1e5, 1e2]}, "times_s"),
+    ({"competitors": 0}, "competitors"),
+])
+def test_bad_calibrations_are_refused(change, message):
+    good = CalibrationFile("fisher", {"fisher": Calibration("fisher", 1.0, 0.5)}).to_dict()
+    assert parse_calibration(good).default == "fisher"
+    with pytest.raises(CalibrationError, match=message):
+        parse_calibration({**good, **change})
+
+
+def test_a_calibration_file_that_is_not_json_is_refused(tmp_path, oracle):
+    path = tmp_path / "calibration.json"
+    path.write_bytes(b"\x80\x04\x95code")  # a pickle's first bytes: never unpickled
+    with pytest.raises(CalibrationError, match="not JSON"):
+        cheap_profile(oracle, calibration=path)
+    with pytest.raises(CalibrationError, match="no calibration file"):
+        load_calibration(tmp_path / "missing.json")
+
+
+def test_bad_arguments_are_clear(oracle):
+    with pytest.raises(ValueError, match="estimators"):
+        measure(oracle, TIMES, ("accuracy",))
+    with pytest.raises(ValueError, match="increasing"):
+        measure(oracle, (1e5, 1e2))
+
+
+def test_cached_cheap_profile_is_measured_once_and_keyed_by_the_calibration(tmp_path, oracle):
+    from accuracy.cache import ResultCache
+    from accuracy.cheap_sensitivity import cached_cheap_profile
+
+    cache = ResultCache(tmp_path / "cache.sqlite")
+    first = cached_cheap_profile(oracle, cache)
+    again = cached_cheap_profile(oracle, cache)
+    assert not first.cached and again.cached
+    np.testing.assert_array_equal(first.profile.drops, again.profile.drops)
+    assert again.baseline == first.baseline == oracle.baseline()
+    assert again.cost["seconds"] == first.cost["seconds"] > 0  # the measured cost travels with the estimate
+    committed = load_calibration()
+    other = CalibrationFile(committed.default, {name: Calibration(name, 2 * c.scale, c.power)
+                                                for name, c in committed.calibrations.items()},
+                            committed.times_s, committed.competitors, committed.sequence_positions)
+    doubled = cached_cheap_profile(oracle, cache, calibration=other)
+    assert not doubled.cached  # another calibration is another estimate
+    capable = ~np.isnan(first.profile.drops)
+    np.testing.assert_allclose(doubled.profile.drops[capable], 2 * first.profile.drops[capable])
+
+
+def test_a_task_on_the_cheap_profile_reads_no_accuracy_artifact(tmp_path, monkeypatch):
+    import accuracy.profiles
+    from envs.tasks import build_task
+
+    def no_artifact(*args, **kwargs):
+        raise AssertionError("the accuracy artifact was read")
+
+    monkeypatch.setattr(accuracy.profiles, "load_or_build", no_artifact)
+    task = build_task("mlp", cache_path=tmp_path / "cache.sqlite", profile="cheap", artifact=False, progress=False)
+    assert task.profile_source == "cheap" and task.profile_cost["seconds"] > 0
+    mapping = task.cost.analog_capable.copy()
+    t_s = 86400.0
+    assert task.drop(mapping, t_s) == pytest.approx(float(np.maximum(task.profile.at(t_s), 0)[mapping].sum()))
+    with pytest.raises(AssertionError, match="artifact was read"):
+        build_task("mlp", cache_path=tmp_path / "cache.sqlite", profile="cheap", artifact=True, progress=False)
+    with pytest.raises(ValueError, match="profile='cheap'"):
+        build_task("mlp", cache_path=tmp_path / "cache.sqlite", profile="exact", artifact=False, progress=False)
+
+
+def test_a_network_with_no_analog_capable_layer_has_an_all_nan_estimate(tmp_path, monkeypatch):
+    from tests.networks import depthwise_only
+
+    monkeypatch.setenv("AIMC_TRUSTED_PACKAGES", "tests")
+    torch.manual_seed(0)
+    torch.save(depthwise_only(image_size=8).state_dict(), tmp_path / "depthwise.pt")
+    spec = NetworkSpec.from_config({"name": "depthwise_only_test", "checkpoint": str(tmp_path / "depthwise.pt"),
+                                    "model": {"_target_": "tests.networks.depthwise_only", "image_size": 8},
+                                    "dataset": {"name": "digits", "validation_size": 150}})
+    oracle = AccuracyOracle(spec, NoiseConfig(name="lionheart"), images=100, seeds=(0, 1))
+    assert not any(layer.analog_capable for layer in oracle.table.layers)
+    raw = measure(oracle, TIMES, ESTIMATORS)
+    assert all(np.isnan(values).all() for values in raw.values.values())
+    assert raw.cost["twin_passes"] == 0

@@ -1,0 +1,84 @@
+"""The comparison's summary from its rows alone: deployable-speedup ratios, same-budget rates,
+hold rates and the total cost of mapping a network (one-time artifact work counted for the
+methods that read it)."""
+
+import pytest
+
+from bench.bench_compare import summarise
+
+
+def _row(method, t, threshold, speedup, feasible=True, holds=True, evaluations=0, passes=0, training=False):
+    return {"network": "net", "training": training, "t": t, "threshold": threshold, "method": method,
+            "speedup": speedup, "feasible": feasible, "holds_on_test": holds, "exact_evaluations": evaluations,
+            "certification_chip_passes": passes, "wall_s": 1.0, "objective": 0.0}
+
+
+def _rows():
+    rows = []
+    for t, threshold in (("1 day", 1.0), ("1 year", 2.0)):
+        rows += [_row("ppo", t, threshold, 2.0, evaluations=2, passes=8),
+                 _row("lionheart_greedy", t, threshold, 1.6, evaluations=10, passes=40, holds=t == "1 day"),
+                 _row("lionheart_costaware", t, threshold, 2.0, evaluations=8),
+                 _row("knapsack_ladder", t, threshold, 2.2 if t == "1 day" else 1.5, evaluations=2),
+                 _row("search", t, threshold, 2.5, evaluations=100)]
+    rows.append(_row("random", "1 day", 1.0, 9.0, feasible=False))  # not deployable: counts as 1
+    return rows
+
+
+def test_ratios_rates_and_total_cost():
+    networks = {"net": {"exact_eval_s": 2.0, "profiling": {"evaluations": 250, "eval_equivalents": 250.0}}}
+    summary = summarise(_rows(), networks, cert_per_pass=0.5)
+    held = summary["held_out"]
+    assert held["points"] == 2 and "training" not in summary
+    assert held["ppo_over_greedy_geomean"] == pytest.approx(2.0 / 1.6)
+    assert held["ppo_over_costaware_geomean"] == pytest.approx(1.0) and held["ppo_ge_costaware_rate"] == 1.0
+    assert held["ppo_over_best_geomean"] == pytest.approx(2.0 / 2.5)  # random's 9x is not deployable
+    assert held["ppo_over_best_min"] == pytest.approx(0.8)
+    assert held["same_budget"]["knapsack_ladder"]["ppo_ge_rate"] == 0.5
+    assert held["ppo_ge_same_budget_rate"] == 0.5
+    assert held["out_of_sample_hold_rate"]["lionheart_greedy"] == 0.5
+    assert held["out_of_sample_hold_rate"]["random"] is None
+    cost = summary["networks"]["net"]["total_cost"]
+    # PPO reads the artifact: 250 one-time + 4 searched + 16 chip passes x 0.5
+    assert cost["ppo"]["eval_equivalents"] == pytest.approx(250 + 4 + 8)
+    assert cost["ppo"]["seconds"] == pytest.approx(2.0 * (250 + 4 + 8))
+    # greedy does not: its 20 evaluations + 80 chip passes x 0.5
+    assert cost["lionheart_greedy"]["eval_equivalents"] == pytest.approx(20 + 40)
+    assert cost["lionheart_greedy"]["profiling_eval_equivalents"] == 0
+    assert cost["search"]["profiling_eval_equivalents"] == 250.0
+    # PPO: 250 one-time, then 6 per point; greedy 30 per point: cheaper in all after 250 / 24 points
+    assert summary["networks"]["net"]["break_even_points_vs_greedy"] == pytest.approx(250 / 24, abs=0.01)
+
+
+def test_break_even_is_absent_when_the_policy_costs_more_per_point():
+    from bench.bench_compare import break_even
+
+    cheap_per_point = {"points": 2, "profiling_eval_equivalents": 0.0, "eval_equivalents": 10.0}
+    assert break_even({"points": 2, "profiling_eval_equivalents": 5.0, "eval_equivalents": 30.0},
+                      cheap_per_point) is None  # 12.5 per point against 5: never
+    assert break_even(cheap_per_point, {**cheap_per_point, "eval_equivalents": 20.0}) == 0.0
+
+
+def test_a_method_missing_at_some_points_gives_no_ratio():
+    rows = [r for r in _rows() if not (r["method"] == "lionheart_costaware" and r["t"] == "1 year")]
+    held = summarise(rows)["held_out"]
+    assert held["ppo_over_costaware_geomean"] is None and held["ppo_ge_costaware_rate"] is None
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("name: lenet5\nmodel: {_target_: workloads.zoo.lenet5}\ncheckpoint: x.pt\ndataset: {name: fashion_mnist}\n",
+     "a zoo network"),
+    ("name: mine\nmodel: {_target_: os.system, command: echo}\ncheckpoint: x.pt\ndataset: {name: fashion_mnist}\n",
+     "os.system"),
+])
+def test_a_bad_network_file_is_a_usage_error_before_any_work(tmp_path, capsys, content, message):
+    from bench.bench_compare import main
+
+    path = tmp_path / "net.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--networks", "--network-files", str(path), "--policy", str(tmp_path / "absent.zip")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
