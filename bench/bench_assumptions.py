@@ -31,7 +31,7 @@ import numpy as np
 
 from bench.common import objective, write_result
 from common.paths import CONF_DIR
-from common.presets import entry_config
+from common.presets import entry_config, load_preset
 from common.units import DAY_S, YEAR_S
 
 TIMES = {"1 day": DAY_S, "1 year": YEAR_S}
@@ -103,7 +103,6 @@ def conclusions(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from agents.policy_file import load_policy
     from agents.ppo import PolicyMapper
-    from common.presets import load_preset
     from envs.tasks import build_task
     from hw_model.cost import NetworkCost
     from hw_model.system import load_system
@@ -115,10 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--other-hw", default="hermes_like", help="a second system, for the policy zero-shot")
     parser.add_argument("--factors", nargs="+", type=float, default=[0.5, 2.0])
     parser.add_argument("--policy", default="policies/default.zip")
+    parser.add_argument("--profile", choices=("cheap", "exact"), default=load_preset("env", "default")["profile"],
+                        help="the sensitivity the policy and the knapsack observe (default: env.profile); the "
+                             "drops that judge every mapping are the exact artifact's surrogate either way")
     args = parser.parse_args(argv)
 
     mapper = PolicyMapper(load_policy(args.policy))
-    base = {name: build_task(name, hw=args.hw, progress=False, allow_build=False) for name in args.networks}
+    base = {name: build_task(name, hw=args.hw, progress=False, allow_build=False, profile=args.profile)
+            for name in args.networks}
     description = load_preset("hw", args.hw)
 
     def on(system_description) -> dict[str, Any]:
