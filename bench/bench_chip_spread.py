@@ -14,6 +14,7 @@ population can be made (``accuracy.population``). JSON in bench/results/chip_spr
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from accuracy.noise import NoiseConfig
 from accuracy.oracle import AccuracyOracle
-from bench.common import write_result
+from bench.common import RESULTS_DIR, write_result
 from common.runtime import use_fast_malloc
 from common.units import DAY_S, human_time
 from workloads.registry import NetworkSpec, zoo_names
@@ -50,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = [spread(name, args.chips, args.images, args.t_s) for name in tqdm(args.networks, desc="networks")]
+    # networks measured earlier with the same protocol are kept (a run on a subset adds to them)
+    previous = RESULTS_DIR / "chip_spread.json"
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        if (old.get("t_s"), old.get("chips"), old.get("images")) == (args.t_s, args.chips, args.images):
+            mine = {r["network"] for r in rows}
+            rows = [r for r in old.get("networks", []) if r["network"] not in mine] + rows
     path = write_result("chip_spread", {"t_s": args.t_s, "chips": args.chips, "images": args.images, "networks": rows})
     print(f"all layers analog at {human_time(args.t_s)}, {args.chips} chips, {args.images} test images")
     print(f"{'network':12s} {'digital':>8s} {'analog':>8s} {'chip sd':>8s} {'chips for +-0.25':>17s}")
