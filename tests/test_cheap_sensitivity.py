@@ -239,3 +239,27 @@ def test_a_network_with_no_analog_capable_layer_has_an_all_nan_estimate(tmp_path
     raw = measure(oracle, TIMES, ESTIMATORS)
     assert all(np.isnan(values).all() for values in raw.values.values())
     assert raw.cost["twin_passes"] == 0
+
+
+def test_agreement_with_a_test_split_report_reads_the_report_and_the_stored_raw_scores(tmp_path, monkeypatch):
+    import bench.bench_sensitivity as bench
+    from reporting.sensitivity import SCHEMA
+
+    monkeypatch.setattr(bench, "DOCS_SENSITIVITY", tmp_path)
+    monkeypatch.setattr(bench, "PROJECT_ROOT", tmp_path)
+    # 4 capable layers and one digital-only; raw scores rising with the layer index at every time
+    raw = [[1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [None, None, None], [3.0, 4.0, 5.0], [4.0, 5.0, 6.0]]
+    row = {"network": "net", "raw": {"times_s": [1e2, 1e5, 1e8], "values": {e: raw for e in ESTIMATORS}}}
+    layers = [{"name": n, "drop": [d, d]} for n, d in (("a", 0.1), ("b", 0.2), ("d", 0.4), ("e", 0.3))]
+    report = {"schema": SCHEMA, "split": "test", "seeds": [100, 101], "images": 100,
+              "times_s": [86400.0, 31536000.0], "layers": layers}
+    (tmp_path / "net.json").write_text(json.dumps(report))
+    identity = CalibrationFile("margin_flips", {e: Calibration(e, 1.0, 1.0) for e in ESTIMATORS})
+    found = bench.test_profile_agreement(row, identity)
+    assert found["split"] == "test" and found["seeds"] == [100, 101]
+    for cell in found["margin_flips"].values():  # predicted order a < b < d < e, reported a < b < e < d
+        assert cell["spearman"] == pytest.approx(0.8)
+    assert bench.test_profile_agreement({**row, "network": "absent"}, identity) is None
+    report["layers"] = layers[:3]  # another layer set: not comparable
+    (tmp_path / "net.json").write_text(json.dumps(report))
+    assert bench.test_profile_agreement(row, identity) is None
