@@ -73,24 +73,25 @@ class MethodEntry:
     exact: bool  # spends exact evaluations (gets the verifier)
     default: bool  # run when the configuration asks for "all"
     applicable: Callable[[MappingTask], bool]
-    artifact: bool = False  # reads the network's accuracy artifact (profile, surrogate): its cost is the method's
+    sensitivity: bool = False  # reads the network's sensitivity (profile or drop model): its one-time cost is the method's
 
 
 METHODS: dict[str, MethodEntry] = {}
 
 
 def register_method(name: str, *, label: str | None = None, exact: bool = False, default: bool = True,
-                    applicable: Callable[[MappingTask], bool] | None = None, artifact: bool = False):
+                    applicable: Callable[[MappingTask], bool] | None = None, sensitivity: bool = False):
     """Class decorator: register a mapping method under ``name`` (its constructor takes the
-    keyword ``verifier`` when ``exact``, and its configurable options as keywords). ``artifact``:
-    the method reads the network's accuracy artifact (sensitivity profile or surrogate), so the
-    one-time cost of building it is part of what the method costs on a new network."""
+    keyword ``verifier`` when ``exact``, and its configurable options as keywords). ``sensitivity``:
+    the method reads the network's sensitivity (the profile or the drop model over it, from the
+    accuracy artifact or the cheap estimate), so the one-time cost of measuring it is part of what
+    the method costs on a new network."""
     def decorate(cls):
         if name in METHODS:
             raise ValueError(f"a mapping method named {name!r} is already registered")
         cls.name = name
         METHODS[name] = MethodEntry(name, label or name, cls, exact, default,
-                                    applicable or (lambda task: True), artifact)
+                                    applicable or (lambda task: True), sensitivity)
         return cls
     return decorate
 
@@ -110,16 +111,19 @@ def method_names(selection: str | Sequence[str] = "all") -> list[str]:
     return [name for name in METHODS if name in selection]
 
 
+def applicable_names(task: MappingTask, selection: str | Sequence[str] = "all") -> list[str]:
+    """The selected names (:func:`method_names`) whose method applies to ``task``."""
+    return [name for name in method_names(selection) if METHODS[name].applicable(task)]
+
+
 def make_methods(task: MappingTask, verifier: ExactVerifier, selection: str | Sequence[str] = "all",
                  options: dict[str, dict[str, Any]] | None = None) -> list[MappingMethod]:
     """The selected methods that apply to ``task``, built with their options
     (``options[name]``: keyword arguments), exact ones sharing ``verifier``."""
     options = options or {}
     methods = []
-    for name in method_names(selection):
+    for name in applicable_names(task, selection):
         entry = METHODS[name]
-        if not entry.applicable(task):
-            continue
         kwargs = dict(options.get(name) or {})
         if entry.exact:
             kwargs["verifier"] = verifier
@@ -219,7 +223,7 @@ class _SameBudget:
         return Proposal(self.name, verified.mapping, self.verifier.evaluations - start)
 
 
-@register_method("knapsack", label="knapsack", artifact=True)
+@register_method("knapsack", label="knapsack", sensitivity=True)
 class SensitivityKnapsack:
 
     def propose(self, task: MappingTask, t_s: float, threshold: float) -> Proposal:
@@ -253,7 +257,7 @@ def _small_enough(task: MappingTask) -> bool:
     return len(task) <= ExhaustiveOptimum.MAX_LAYERS
 
 
-@register_method("optimum", label="optimum", exact=True, applicable=_small_enough, artifact=True)
+@register_method("optimum", label="optimum", exact=True, applicable=_small_enough, sensitivity=True)
 class ExhaustiveOptimum:
     MAX_LAYERS = 14
 
@@ -297,7 +301,7 @@ class ExhaustiveOptimum:
 
 
 
-@register_method("search", label="local search", exact=True, default=False, artifact=True)
+@register_method("search", label="local search", exact=True, default=False, sensitivity=True)
 class LocalSearch:
     """A budgeted, exactly verified local search: the best-known reference where exhaustive search
     is out of reach. Starts from the mappings of ``starts`` (registered methods, run here; their
@@ -379,7 +383,7 @@ class LocalSearch:
         return [found[k] for k in order if predicted[k] <= threshold + self.screen_margin]
 
 
-@register_method("random", label="random", artifact=True)
+@register_method("random", label="random", sensitivity=True)
 class RandomFeasible:
 
     def __init__(self, seed: int = 0) -> None:
@@ -397,12 +401,12 @@ class RandomFeasible:
         return Proposal(self.name, mapping, 0)
 
 
-@register_method("knapsack_ladder", label="knapsack, same budget", exact=True, default=False, artifact=True)
+@register_method("knapsack_ladder", label="knapsack, same budget", exact=True, default=False, sensitivity=True)
 class KnapsackLadder(_SameBudget):
     inner = "knapsack"
 
 
-@register_method("random_ladder", label="random, same budget", exact=True, default=False, artifact=True)
+@register_method("random_ladder", label="random, same budget", exact=True, default=False, sensitivity=True)
 class RandomLadder(_SameBudget):
     inner = "random"
 

@@ -38,12 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.methods import METHODS
+from agents.methods import METHODS, applicable_names
 from bench.common import RESULTS_DIR, objective, write_result
 from common.io import atomic_write
 from common.paths import CONF_DIR
-from common.presets import entry_config
+from common.presets import entry_config, load_preset
 from common.units import DAY_S, YEAR_S
+from envs.tasks import PROFILE_SOURCES
 
 TIMES = {"1 day": DAY_S, "1 year": YEAR_S}
 THRESHOLDS = (1.0, 2.0, 5.0)
@@ -125,7 +126,7 @@ def compare_network(network, mapper, cfg: dict[str, Any], methods: tuple[str, ..
     evaluator = NetworkEvaluator(spec, cfg)
     if measurements is not None and name not in measurements:
         measurements[name] = network_measurements(evaluator)
-    applicable = set(make_methods_names(evaluator.task, methods))
+    applicable = set(applicable_names(evaluator.task, methods))
     rows = list(done or [])
     for label, t_s in TIMES.items():
         for threshold in THRESHOLDS:
@@ -147,11 +148,6 @@ def compare_network(network, mapper, cfg: dict[str, Any], methods: tuple[str, ..
                 f"{'' if r['holds_on_test'] or not r['feasible'] else '(!)'}" for r in rows[-len(records):]),
                 flush=True)
     return rows
-
-
-def make_methods_names(task, methods) -> list[str]:
-    """The names in ``methods`` whose registry entry applies to ``task``."""
-    return [m for m in methods if METHODS[m].applicable(task)]
 
 
 def bits(mapping: str) -> np.ndarray:
@@ -256,8 +252,9 @@ def point_stats(points: list[dict[str, dict]]) -> dict[str, Any]:
 
 def total_cost(rows: list[dict], network: dict[str, Any], cert_per_pass: float) -> dict[str, Any]:
     """Per method, what mapping this network at every compared point cost, one-time work included:
-    ``evaluations`` (the searches' exact evaluations, in standard-protocol units), ``profiling``
-    (the accuracy artifact's evaluations, for methods that read it), ``certification_chip_passes``,
+    ``evaluations`` (the searches' exact evaluations, in standard-protocol units),
+    ``profiling_eval_equivalents`` (the one-time sensitivity work of the run's ``--profile``: the
+    cheap estimate or the accuracy artifact, for the methods that read it), ``certification_chip_passes``,
     ``eval_equivalents`` (all three in standard evaluations: a certification chip pass is
     ``cert_per_pass`` of one), ``seconds`` (``eval_equivalents`` times the measured time of one
     uncached standard evaluation of this network: cache hits between methods do not make one
@@ -267,10 +264,10 @@ def total_cost(rows: list[dict], network: dict[str, Any], cert_per_pass: float) 
     out = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
-        uses_artifact = method == "ppo" or (method in METHODS and METHODS[method].artifact)
+        reads_sensitivity = method == "ppo" or (method in METHODS and METHODS[method].sensitivity)
         evaluations = int(sum(r["exact_evaluations"] for r in mine))
         passes = int(sum(r.get("certification_chip_passes", 0) for r in mine))
-        one_time = float(profiling["eval_equivalents"]) if uses_artifact else 0.0
+        one_time = float(profiling["eval_equivalents"]) if reads_sensitivity else 0.0
         equivalents = evaluations + one_time + passes * cert_per_pass
         out[method] = {"points": len(mine), "evaluations": evaluations,
                        "profiling_eval_equivalents": one_time, "certification_chip_passes": passes,
@@ -363,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="networks described in files (conf/network/*.yaml format), compared as held out; "
                              "their builders' packages must be trusted (AIMC_TRUSTED_PACKAGES)")
     parser.add_argument("--hw", default="alpine_like")
-    parser.add_argument("--profile", choices=("cheap", "exact"), default=evaluate_config([])["env"]["profile"],
+    parser.add_argument("--profile", choices=PROFILE_SOURCES, default=load_preset("env", "default")["profile"],
                         help="the sensitivity every method reads: cheap (the estimate, measured per network and "
                              "counted in its cost; no accuracy artifact) or exact (the artifact); default: "
                              "conf/env/default.yaml")
@@ -402,11 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     # the same-budget proposers get the policy's exact budget; the reference search its own
     cfg["method_options"] = {**{m: {"evaluations": args.policy_evaluations} for m in SAME_BUDGET},
                              "search": {"budget": args.search_budget}}
-    trained_on = policy_record(args.policy).get("profile", "exact")
+    policy = policy_record(args.policy)
+    trained_on = policy.get("profile", "exact")
     if trained_on != args.profile:
         print(f"warning: {args.policy} was trained observing the {trained_on} sensitivity profile; this comparison "
               f"gives it the {args.profile} one (--profile {trained_on} matches its training)", flush=True)
-    meta = {"protocol": PROTOCOL, "policy": policy_record(args.policy), "hw": args.hw, "profile": args.profile,
+    meta = {"protocol": PROTOCOL, "policy": policy, "hw": args.hw, "profile": args.profile,
             "policy_evaluations": args.policy_evaluations, "method_options": cfg["method_options"],
             "verify": cfg["verify"], "certify": cfg["certify"], "report": cfg["report"]}
     same = (not args.fresh and previous.get("policy", {}).get("sha256") == meta["policy"]["sha256"]
@@ -414,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             and previous.get("profile", "exact") == args.profile
             and previous.get("report") == cfg["report"])
     earlier = previous.get("rows", []) if same else []
-    # per network: one uncached exact evaluation's time and the artifact's cost (kept across resumes)
+    # per network: one uncached exact evaluation's time and the sensitivity's one-time cost (kept across resumes)
     meta["networks"] = dict(previous.get("networks", {})) if same else {}
     rows = [r for r in earlier if r["network"] not in specs]
     methods = tuple(args.methods)
@@ -427,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                                         on_point=lambda mine: write(before + mine, meta),
                                         measurements=meta["networks"])
     summary = write(rows, meta)
+
     def ratio(value) -> str:
         return "-" if value is None else f"{value:.3f}"
 

@@ -100,7 +100,7 @@ def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise
     system = load_system(hw)
     noise_config = load_noise(noise, system.tiles.rows, system.tiles.cols)
     cache_path = Path(cache_path) if cache_path else DEFAULT_CACHE
-    cache = ResultCache(cache_path)
+    cache = ResultCache(cache_path) if profile == "cheap" or accuracy == "oracle" else None
     cheap = None
     if profile == "cheap":
         from accuracy.cheap_sensitivity import cached_cheap_profile
@@ -119,8 +119,7 @@ def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise
         options = {"images": plan.images, "seeds": plan.seeds, **(oracle_options or {})}
         oracle = AccuracyOracle(spec, noise_config, cache=cache, **options)
         drop: DropFunction = lambda mapping, t_s: oracle.evaluate(mapping, t_s).drop  # noqa: E731
-    elif accuracy == "surrogate":
-        # the artifact's surrogate; without the artifact, the additive model over the cheap profile
+    else:  # surrogate: the artifact's; without the artifact, the additive model over the cheap profile
         surrogate = data.surrogate(surrogate_model) if data is not None else DropSurrogate(cheap.profile, "additive")
         drop = lambda mapping, t_s: float(surrogate.predict(mapping[None, :], t_s)[0])  # noqa: E731
         drop_batch = surrogate.predict

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from workloads.zoo.vit import image_patches
+
 
 class MlpBlock(nn.Module):
     """Linear -> GELU -> Linear on the last dimension."""
@@ -69,11 +71,7 @@ class MlpMixer(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, _, _ = x.shape
-        p = self.patch
-        patches = x.unfold(2, p, p).unfold(3, p, p)  # B, C, H/p, W/p, p, p
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(batch, self.tokens, channels * p * p)
-        tokens = self.norm(self.blocks(self.embed(patches)))
+        tokens = self.norm(self.blocks(self.embed(image_patches(x, self.patch))))
         return self.head(tokens.mean(dim=1))  # global average pooling over tokens
 
     def unmappable_ops(self, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> dict[str, int]:

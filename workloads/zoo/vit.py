@@ -13,6 +13,14 @@ import torch
 from torch import nn
 
 
+def image_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """Non-overlapping ``patch`` x ``patch`` patches of images (B, C, H, W), flattened per patch in
+    row-major patch order: (B, H/patch * W/patch, C * patch * patch)."""
+    batch, channels, _, _ = x.shape
+    patches = x.unfold(2, patch, patch).unfold(3, patch, patch)  # B, C, H/p, W/p, p, p
+    return patches.permute(0, 2, 3, 1, 4, 5).reshape(batch, -1, channels * patch * patch)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with its four projections as separate ``nn.Linear``; with
     ``causal=True`` a token attends only to itself and the tokens before it."""
@@ -87,11 +95,7 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, _, _ = x.shape
-        p = self.patch
-        patches = x.unfold(2, p, p).unfold(3, p, p)  # B, C, H/p, W/p, p, p
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(batch, -1, channels * p * p)
-        tokens = torch.cat([self.cls_token.expand(batch, -1, -1), self.embed(patches)], dim=1)
+        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), self.embed(image_patches(x, self.patch))], dim=1)
         tokens = self.blocks(tokens + self.position)
         return self.head(self.norm(tokens[:, 0]))
 
