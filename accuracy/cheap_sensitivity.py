@@ -67,6 +67,8 @@ from torch import nn
 from accuracy.fast_analog import FastAnalogLayer
 from accuracy.oracle import AccuracyOracle, layer_seed
 from accuracy.surrogate import T_GRID_S, SensitivityProfile
+from common.io import atomic_write
+from common.paths import PROJECT_ROOT
 
 ESTIMATORS = ("rel_mse", "fisher", "loss_first_order", "margin_flips")
 # One point per three decades, on the profile's grid: 100 s, ~1 day, ~3 years.
@@ -80,6 +82,11 @@ GRADIENT_BATCH = 100
 CALIBRATION_PATH = Path(__file__).resolve().parent / "cheap_calibration.json"
 CALIBRATION_FORMAT = "aimc-cheap-sensitivity-calibration"
 CALIBRATION_VERSION = 1
+# Committed cheap estimates of the zoo networks (python -m cli.build_profiles --cheap): a fresh
+# clone reads them instead of measuring; each records the key it was measured under and its cost.
+CHEAP_DIR = PROJECT_ROOT / "workloads" / "profiles" / "cheap"
+CHEAP_FILE_FORMAT = "aimc-cheap-sensitivity-profile"
+CHEAP_FILE_VERSION = 1
 
 
 class CalibrationError(ValueError):
@@ -571,12 +578,58 @@ def cheap_key(oracle: AccuracyOracle, calibration: CalibrationFile, estimator: s
             "sequence_positions": calibration.sequence_positions, "t_grid": [float(t) for t in t_grid]}
 
 
+def cheap_file(name: str, directory: Path | str = CHEAP_DIR) -> Path:
+    """Where the committed cheap estimate of network ``name`` lives."""
+    return Path(directory) / f"{name}.json"
+
+
+def write_cheap_file(artifact: CheapArtifact, key: Mapping[str, Any], name: str,
+                     directory: Path | str = CHEAP_DIR) -> Path:
+    """Write one network's cheap estimate (profile, baseline, measured cost, and the key it was
+    measured under) as JSON, atomically; the one writer of this format."""
+    path = cheap_file(name, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"format": CHEAP_FILE_FORMAT, "version": CHEAP_FILE_VERSION, "network": name, "key": dict(key),
+                "profile": artifact.profile.to_dict(), "baseline": float(artifact.baseline),
+                "cost": {k: v for k, v in artifact.cost.items() if k != "cached"}}
+    atomic_write(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_cheap_file(name: str, key: Mapping[str, Any], directory: Path | str = CHEAP_DIR) -> CheapArtifact | None:
+    """The committed cheap estimate of ``name`` if its file exists and was measured under ``key``
+    (the same checkpoint, device, images, chips, calibration and grid); None when it is missing or
+    stale. A file that is not this format says so on stderr and is ignored (the estimate is then
+    measured): JSON only, never code."""
+    path = cheap_file(name, directory)
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text())
+        if document.get("format") != CHEAP_FILE_FORMAT or document.get("version") != CHEAP_FILE_VERSION:
+            raise ValueError(f"not a {CHEAP_FILE_FORMAT} file of version {CHEAP_FILE_VERSION}")
+        if json.dumps(document["key"], sort_keys=True) != json.dumps(dict(key), sort_keys=True):
+            return None  # measured under another checkpoint, device, calibration or protocol
+        profile = SensitivityProfile.from_dict(document["profile"])
+        baseline, cost = document["baseline"], document["cost"]
+        if not _number(baseline) or not isinstance(cost, dict) or not _number(cost.get("seconds")):
+            raise ValueError("baseline and cost.seconds must be numbers")
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as error:
+        print(f"warning: ignoring {path}: {error}; the cheap estimate is measured instead "
+              f"(python -m cli.build_profiles --cheap --networks {name} rewrites it)", file=sys.stderr)
+        return None
+    return CheapArtifact(profile, float(baseline), dict(cost), cached=True)
+
+
 def cached_cheap_profile(oracle: AccuracyOracle, cache=None, t_grid: Sequence[float] = T_GRID_S,
                          calibration: CalibrationFile | Path | str | None = None,
-                         estimator: str | None = None, progress: bool = False) -> CheapArtifact:
-    """:func:`cheap_profile` on ``oracle``'s images and chips, stored in (and answered from) the
-    SQLite ``cache`` (an :class:`accuracy.cache.ResultCache`, or None to always measure);
-    ``progress``: say on stderr when it is measured."""
+                         estimator: str | None = None, progress: bool = False,
+                         directory: Path | str | None = CHEAP_DIR) -> CheapArtifact:
+    """:func:`cheap_profile` on ``oracle``'s images and chips, answered from the SQLite ``cache``
+    (an :class:`accuracy.cache.ResultCache`), else from the committed file in ``directory``
+    (``workloads/profiles/cheap/<network>.json``, when it was measured under the same key; it is
+    then copied into the cache), else measured and stored in the cache. ``cache=None`` and
+    ``directory=None``: always measure. ``progress``: say on stderr when it is measured."""
     if not isinstance(calibration, CalibrationFile):
         calibration = load_calibration(calibration or CALIBRATION_PATH)
     key = cheap_key(oracle, calibration, estimator, t_grid)
@@ -587,6 +640,12 @@ def cached_cheap_profile(oracle: AccuracyOracle, cache=None, t_grid: Sequence[fl
                                  dict(stored["cost"]), cached=True)
         except (KeyError, TypeError, ValueError):
             pass  # a row of another layout: measure again
+    committed = read_cheap_file(oracle.spec.name, key, directory) if directory is not None else None
+    if committed is not None:
+        if cache is not None:
+            cache.put(CACHE_KIND, key, {"profile": committed.profile.to_dict(), "baseline": committed.baseline,
+                                        "cost": committed.cost})
+        return committed
     if progress:
         print(f"{oracle.spec.name}: measuring the cheap sensitivity estimate ({oracle.images} images, "
               f"{len(oracle.seeds)} chips; stored in the cache)", file=sys.stderr, flush=True)

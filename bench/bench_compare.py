@@ -96,7 +96,7 @@ def network_measurements(evaluator) -> dict[str, Any]:
     if evaluator.task.profile_source == "cheap":
         from accuracy.cheap_sensitivity import cached_cheap_profile
 
-        cheap = cached_cheap_profile(fresh(), cache=None)  # baseline pass included
+        cheap = cached_cheap_profile(fresh(), cache=None, directory=None)  # baseline pass included
         profiling = {"source": "cheap", "estimator": cheap.cost["estimator"], "evaluations": 0,
                      "images": v.images, "chips": len(v.seeds),
                      "eval_equivalents": round(cheap.cost["seconds"] / seconds, 2),

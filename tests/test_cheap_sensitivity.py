@@ -206,6 +206,64 @@ def test_cached_cheap_profile_is_measured_once_and_keyed_by_the_calibration(tmp_
     np.testing.assert_allclose(doubled.profile.drops[capable], 2 * first.profile.drops[capable])
 
 
+def test_a_committed_cheap_file_answers_when_its_key_matches_and_is_ignored_otherwise(tmp_path, oracle, monkeypatch,
+                                                                                       capsys):
+    import accuracy.cheap_sensitivity as cheap
+    from accuracy.cache import ResultCache
+
+    measured = cheap.cached_cheap_profile(oracle, ResultCache(tmp_path / "first.sqlite"), directory=None)
+    key = cheap.cheap_key(oracle, load_calibration(), None, T_GRID_S)
+    path = cheap.write_cheap_file(measured, key, "lenet5", tmp_path / "cheap")
+    assert json.loads(path.read_text())["key"] == json.loads(json.dumps(key))
+
+    def no_measurement(*args, **kwargs):
+        raise AssertionError("the cheap estimate was measured")
+
+    monkeypatch.setattr(cheap, "cheap_profile", no_measurement)
+    cache = ResultCache(tmp_path / "empty.sqlite")
+    read = cheap.cached_cheap_profile(oracle, cache, directory=tmp_path / "cheap")
+    assert read.cached and read.baseline == measured.baseline and read.cost["seconds"] == measured.cost["seconds"]
+    np.testing.assert_array_equal(read.profile.drops, measured.profile.drops)
+    assert cache.get(cheap.CACHE_KIND, key) is not None  # copied into the cache
+    with pytest.raises(AssertionError, match="was measured"):  # no directory: the file is not read
+        cheap.cached_cheap_profile(oracle, ResultCache(tmp_path / "other.sqlite"), directory=None)
+    # measured under another key (here another grid): stale, so measured, not used
+    other_grid = T_GRID_S[:-1]
+    with pytest.raises(AssertionError, match="was measured"):
+        cheap.cached_cheap_profile(oracle, ResultCache(tmp_path / "other.sqlite"), t_grid=other_grid,
+                                   directory=tmp_path / "cheap")
+    # not this format: a warning naming the file and the command that rewrites it, then measured
+    path.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(AssertionError, match="was measured"):
+        cheap.cached_cheap_profile(oracle, ResultCache(tmp_path / "third.sqlite"), directory=tmp_path / "cheap")
+    err = capsys.readouterr().err
+    assert f"ignoring {path}" in err and "cli.build_profiles --cheap --networks lenet5" in err
+    path.write_text("{not json")
+    assert cheap.read_cheap_file("lenet5", key, tmp_path / "cheap") is None
+    assert f"ignoring {path}" in capsys.readouterr().err
+
+
+def test_the_committed_cheap_estimates_are_current_for_every_zoo_network():
+    # A fresh clone maps and trains from these files; a stale one would be measured again (minutes).
+    from accuracy.cheap_sensitivity import CHEAP_DIR, cheap_key, read_cheap_file
+    from accuracy.noise import load_noise
+    from accuracy.profiles import plan_for
+    from hw_model.system import load_system
+    from workloads.registry import zoo_names
+
+    system = load_system("alpine_like")
+    noise = load_noise("lionheart", system.tiles.rows, system.tiles.cols)
+    calibration = load_calibration()
+    stale = []
+    for name in zoo_names():
+        spec = NetworkSpec.zoo(name)
+        plan = plan_for(spec)
+        oracle = AccuracyOracle(spec, noise, images=plan.images, seeds=plan.seeds)
+        if read_cheap_file(name, cheap_key(oracle, calibration, None, T_GRID_S), CHEAP_DIR) is None:
+            stale.append(name)
+    assert not stale, f"rewrite with: python -m cli.build_profiles --cheap --networks {' '.join(stale)}"
+
+
 def test_a_task_on_the_cheap_profile_reads_no_accuracy_artifact(tmp_path, monkeypatch):
     import accuracy.profiles
     from envs.tasks import build_task

@@ -105,6 +105,23 @@ def test_layer_table_lists_every_projection_with_one_vector_per_token():
     assert table.unmappable.macs == 4 * 2 * (CONTEXT * (CONTEXT + 1) // 2) * width
 
 
+def test_the_workloads_module_names_run_the_commands(tmp_path):
+    # python -m workloads.layers / workloads.train_zoo are aliases of the cli commands
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIMC_NO_REEXEC": "1"}
+    shown = subprocess.run([sys.executable, "-m", "workloads.layers", "network=gpt"], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if re.match(r"\s*\d+\s+\S", line)]
+    assert len(rows) == 25 and "blocks.3.mlp.2" in shown.stdout and re.search(r"\bhead\s+classifier", shown.stdout)
+    refused = subprocess.run([sys.executable, "-m", "workloads.train_zoo", "--networks", "gpt2"], cwd=PROJECT_ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "invalid choice: 'gpt2'" in refused.stderr
+
+
 def test_input_shape_survives_the_description_round_trip_of_worker_processes():
     spec = NetworkSpec.zoo("gpt")
     assert NetworkSpec.from_config(dataclasses.asdict(spec)).input_shape == (CONTEXT,)

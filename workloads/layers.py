@@ -220,3 +220,9 @@ def build_layer_table(model: nn.Module, input_shape: Iterable[int], network: str
         raise ValueError(f"{network}: no nn.Conv2d or nn.Linear layer was reached by a forward pass")
     return LayerTable(network=network, input_shape=input_shape, tile_rows=tile_rows, tile_cols=tile_cols,
                       layers=tuple(layers), unmappable=UnmappableOps(**extra))
+
+
+if __name__ == "__main__":  # ``python -m workloads.layers`` is an alias of ``python -m cli.layers`` (the command lives there)
+    import runpy
+
+    runpy.run_module("cli.layers", run_name="__main__", alter_sys=True)

@@ -295,3 +295,9 @@ def accuracy_table(out_dir: Path, chip_sd: dict[str, float] | None = None) -> st
                      f"{meta['test_accuracy_weight_noise']:.2f} | {meta['recipe']['epochs']} + {meta['recipe']['hwa_epochs']} "
                      f"| {perplexity_cell} | {f'{chip_sd[name]:.2f}' if name in chip_sd else '-'} |")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # ``python -m workloads.train_zoo`` is an alias of ``python -m cli.train_zoo`` (the command lives there)
+    import runpy
+
+    runpy.run_module("cli.train_zoo", run_name="__main__", alter_sys=True)
