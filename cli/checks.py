@@ -226,7 +226,8 @@ def check_evaluate(cfg: Mapping[str, Any], out_dir: str | Path | None = None) ->
 
     number_list(cfg, "times_s", above=0, example="[86400,31536000]")
     number_list(cfg, "thresholds", above=0, example="[1,2,5]")
-    number(cfg, "lifetime_threshold", above=0)
+    if cfg.get("lifetime_threshold") is not None:  # null: no lifetime schedule
+        number(cfg, "lifetime_threshold", above=0)
     integer(cfg, "policy_evaluations", at_least=1)
     for section in ("verify", "report"):
         part = cfg.get(section)

@@ -332,7 +332,7 @@ def evaluate_network(evaluator: NetworkEvaluator, cfg: dict[str, Any], mapper: P
                 baseline_rows += evaluator.baselines(t_s, threshold)
             advance()
     points = []
-    for t_s in LIFETIME_S.values() if mapper is not None else ():
+    for t_s in LIFETIME_S.values() if mapper is not None and cfg["lifetime_threshold"] is not None else ():
         points.append(evaluator.policy_result(mapper, t_s, cfg["lifetime_threshold"]))
         advance()
     points = evaluator.physical_schedule(points)
@@ -380,7 +380,7 @@ def evaluate(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> dict[str,
     fixed = read_mapping_file(cfg["mapping_file"]) if cfg.get("mapping_file") else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    per_network = len(cfg["times_s"]) * len(cfg["thresholds"]) + (len(LIFETIME_S) if mapper is not None else 0)
+    per_network = len(cfg["times_s"]) * len(cfg["thresholds"]) + (len(LIFETIME_S) if mapper is not None and cfg["lifetime_threshold"] is not None else 0)
     bar = tqdm(total=len(specs) * per_network, unit="point", desc="evaluating", dynamic_ncols=True,
                disable=not cfg.get("progress", True))
     documents, summary = {}, []

@@ -32,8 +32,8 @@ def evaluated(tmp_path_factory):
     out = root / "eval"
     documents = evaluate(compose_config(
         "evaluate", f"policy={root / 'run' / 'best_model.zip'}", "networks=[lenet5]", "times_s=[86400]",
-        "thresholds=[1.0]", "verify.images=200", "report.images=200", "report.seeds=[100]",
-        f"cache={root / 'cache.sqlite'}"), out)
+        "thresholds=[1.0]", "verify.images=200", "report.images=200", "report.seeds=[100]", "baselines=all",
+        "lifetime_threshold=2.0", f"cache={root / 'cache.sqlite'}"), out)
     return out, documents
 
 
@@ -65,6 +65,20 @@ def test_end_to_end_outputs_validate(evaluated):
                  "lenet5_accuracy_vs_time.png"):
         assert (out / name).stat().st_size > 0
     assert not list(out.glob("*.tmp"))
+
+
+def test_no_lifetime_schedule_when_its_threshold_is_null(evaluated, tmp_path):
+    out, _ = evaluated
+    root = out.parent
+    documents = evaluate(compose_config(
+        "evaluate", f"policy={root / 'run' / 'best_model.zip'}", "networks=[lenet5]", "times_s=[86400]",
+        "thresholds=[1.0]", "verify.images=200", "report.images=200", "report.seeds=[100]", "baselines=[knapsack]",
+        "lifetime_threshold=null", f"cache={root / 'cache.sqlite'}"), tmp_path)
+    document = documents["lenet5"]
+    assert document["lifetime"] == {"threshold": None, "points": [], "moves_to_digital": []}
+    assert [r["method"] for r in document["results"] + document["baselines"]] == ["ppo", "knapsack"]
+    jsonschema.validate(json.loads((tmp_path / "lenet5.json").read_text()), json.loads(SCHEMA_PATH.read_text()))
+    assert not list(tmp_path.glob("*_lifetime.png"))
 
 
 def test_apply_mapping_builds_a_runnable_hybrid_model(evaluated, fashion):

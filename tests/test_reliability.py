@@ -54,7 +54,7 @@ def test_a_network_with_nothing_to_map_is_reported_all_digital(depthwise_network
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[
             "policy=none", "times_s=[86400]", "thresholds=[1.0]", "verify.images=100", "report.images=100",
-            "report.seeds=[100]", f"cache={tmp_path / 'cache.sqlite'}", "progress=false"])
+            "report.seeds=[100]", "baselines=all", f"cache={tmp_path / 'cache.sqlite'}", "progress=false"])
     cfg = {**compose_plain(cfg), "network": depthwise_network}
     try:
         documents = evaluate(cfg, tmp_path / "out")
