@@ -32,7 +32,8 @@ $(SYSTEM_STAMP): scripts/system-deps.sh
 	@touch $@
 
 # The main job, end to end on the embedded defaults: train the default policy, then map the
-# held-out networks with it (evaluate.py picks the newest run's best model).
+# held-out ResNet-8 with it at one point, beside LionHeart greedy (evaluate.py's defaults; it picks the
+# newest run's best model).
 run: setup
 	$(PY) train.py
 	$(PY) evaluate.py
