@@ -89,7 +89,8 @@ def _train(cfg: DictConfig | dict[str, Any], run_dir: str | Path) -> dict[str, A
     settings = cfg["train"]
     task_options = {"hw": cfg["hw"], "noise": cfg["noise"], "accuracy": cfg["env"]["accuracy"],
                     "surrogate_model": cfg["env"]["surrogate_model"],
-                    "profile": cfg["env"].get("profile", "exact")}  # observed; the reward stays the artifact's
+                    "profile": cfg["env"].get("profile", "exact"),  # observed; the reward stays the artifact's
+                    "estimator": cfg["env"].get("estimator")}
     train_tasks = build_tasks(settings["networks"], **task_options)
     holdout_tasks = build_tasks(settings.get("holdout") or [], **task_options)
     env_kwargs = env_kwargs_from(cfg)

@@ -151,6 +151,15 @@ def check_env_section(env: Any) -> None:
     choice(env, "accuracy", ("surrogate", "oracle"), "env.")
     choice(env, "surrogate_model", MODELS, "env.")
     choice(env, "profile", PROFILE_SOURCES, "env.")
+    if env.get("estimator") is not None:
+        from accuracy.cheap_sensitivity import ESTIMATORS
+
+        if env["estimator"] not in ESTIMATORS:
+            raise ConfigError(f"env.estimator must be null (the calibration's default) or one of "
+                              f"{', '.join(ESTIMATORS)}, got {env['estimator']!r}")
+        if env.get("profile") != "cheap":
+            raise ConfigError(f"env.estimator={env['estimator']} picks the cheap estimate's score, but "
+                              f"env.profile={env.get('profile')}: set env.profile=cheap or env.estimator=null")
     boolean(env, "shaping", "env.")
     for key in ("t_range_s", "threshold_range"):
         low_high = number_list(env, key, above=0, example="[1,5]", path="env.")

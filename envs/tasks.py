@@ -76,11 +76,13 @@ PROFILE_SOURCES = ("exact", "cheap")
 def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise: str | dict = "lionheart",
                accuracy: str = "surrogate", surrogate_model: str = "linear", oracle_options: dict | None = None,
                progress: bool = True, allow_build: bool = True, cache_path: str | Path | None = None,
-               profile: str = "exact", artifact: bool = True) -> MappingTask:
+               profile: str = "exact", artifact: bool = True, estimator: str | None = None) -> MappingTask:
     """A task from names or configs. ``accuracy``: "surrogate" (default) or "oracle" (exact, cached).
     ``profile``: the observed sensitivity, "exact" (the artifact's) or "cheap" (the estimate);
     ``artifact``: whether the accuracy artifact may be read (needed for ``profile="exact"``; with
-    "cheap" and False no artifact is read or built, see the module docstring).
+    "cheap" and False no artifact is read or built, see the module docstring); ``estimator``: the
+    cheap estimate's raw score (``accuracy.cheap_sensitivity.ESTIMATORS``; None: the calibration's
+    default).
 
     A missing or stale accuracy artifact is rebuilt (minutes) unless ``allow_build`` is False;
     its exact evaluations, the oracle's and the cheap estimate are cached in ``cache_path``
@@ -108,7 +110,7 @@ def build_task(network: str | NetworkSpec, hw: str | dict = "alpine_like", noise
 
         plan = plan_for(spec)
         cheap = cached_cheap_profile(AccuracyOracle(spec, noise_config, images=plan.images, seeds=plan.seeds,
-                                                    cache=cache), cache, progress=progress)
+                                                    cache=cache), cache, estimator=estimator, progress=progress)
     data = load_or_build(spec, noise_config, cache_path=cache_path, progress=progress,
                          allow_build=allow_build) if artifact else None
     drop_batch = None

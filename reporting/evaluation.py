@@ -126,7 +126,8 @@ class NetworkEvaluator:
         self.task: MappingTask = build_task(spec, hw=cfg["hw"], noise=cfg["noise"],
                                             surrogate_model=cfg["env"]["surrogate_model"],
                                             cache_path=cfg.get("cache") or DEFAULT_CACHE,
-                                            profile=profile, artifact=profile == "exact")
+                                            profile=profile, artifact=profile == "exact",
+                                            estimator=cfg["env"].get("estimator"))
         if not self.task.cost.analog_capable.any():
             print(f"{spec.name}: no analog-capable layer: nothing to map; every mapping is all-digital",
                   file=sys.stderr)

@@ -283,6 +283,17 @@ def test_a_task_on_the_cheap_profile_reads_no_accuracy_artifact(tmp_path, monkey
         build_task("mlp", cache_path=tmp_path / "cache.sqlite", profile="exact", artifact=False, progress=False)
 
 
+def test_a_task_observes_the_estimator_it_is_given(tmp_path):
+    from envs.tasks import build_task
+
+    options = dict(cache_path=tmp_path / "cache.sqlite", profile="cheap", artifact=False, progress=False)
+    default = build_task("mlp", **options)
+    fisher = build_task("mlp", estimator="fisher", **options)
+    assert default.profile_cost["estimator"] == "margin_flips" and fisher.profile_cost["estimator"] == "fisher"
+    assert not np.array_equal(default.profile.at(86400.0), fisher.profile.at(86400.0))
+    assert build_task("mlp", estimator="fisher", **options).profile_cost["cached"]  # its own cache row
+
+
 def test_a_network_with_no_analog_capable_layer_has_an_all_nan_estimate(tmp_path, monkeypatch):
     from tests.networks import depthwise_only
 

@@ -104,6 +104,8 @@ def run_evaluate(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess
     (["thresholds=[-1.0]"], "thresholds must hold finite numbers > 0"),
     (["times_s=[0]"], "times_s must hold finite numbers > 0"),
     (["policy=/nowhere/model.zip"], "does not exist"),
+    (["env.estimator=hessian"], "env.estimator must be null (the calibration's default) or one of"),
+    (["env.estimator=fisher", "env.profile=exact"], "set env.profile=cheap or env.estimator=null"),
 ])
 def test_bad_input_exits_2_with_nothing_written(tmp_path, overrides, message):
     done = run_evaluate(tmp_path, *overrides)
