@@ -37,6 +37,7 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from agents.methods import METHODS, applicable_names
 from bench.common import RESULTS_DIR, objective, write_result
@@ -128,25 +129,33 @@ def compare_network(network, mapper, cfg: dict[str, Any], methods: tuple[str, ..
         measurements[name] = network_measurements(evaluator)
     applicable = set(applicable_names(evaluator.task, methods))
     rows = list(done or [])
+    bar = tqdm(total=len(TIMES) * len(THRESHOLDS), desc=name, unit="point", dynamic_ncols=True)
     for label, t_s in TIMES.items():
         for threshold in THRESHOLDS:
+            def running(method: str) -> None:
+                bar.set_postfix_str(f"{label}, threshold {threshold:g}: {method}")
+
             here = [r for r in rows if r["t"] == label and r["threshold"] == threshold]
             have = {r["method"] for r in here}
             missing = [m for m in methods if m in applicable and m not in have]
-            records = [] if "ppo" in have else [evaluator.policy_result(mapper, t_s, threshold)]
+            records = []
+            if "ppo" not in have:
+                running("ppo")
+                records.append(evaluator.policy_result(mapper, t_s, threshold))
             if missing:
                 starts = [bits(r["mapping"]) for r in here if "mapping" in r] + [np.array(r["mapping"], bool)
                                                                                 for r in records]
-                records += evaluator.baselines(t_s, threshold, selection=missing, starts=starts)
+                records += evaluator.baselines(t_s, threshold, selection=missing, starts=starts, on_method=running)
+            bar.update()
             if not records:
                 continue
             rows += [row_of(name, label, record) for record in records]
             if on_point is not None:
                 on_point(rows)
-            print(f"{name:11s} {label:6s} thr {threshold:3.1f}: " + "  ".join(
+            bar.write(f"{name:11s} {label:6s} thr {threshold:3.1f}: " + "  ".join(
                 f"{r['method']} {r['speedup']:.2f}x{'' if r['feasible'] else '(X)'}"
-                f"{'' if r['holds_on_test'] or not r['feasible'] else '(!)'}" for r in rows[-len(records):]),
-                flush=True)
+                f"{'' if r['holds_on_test'] or not r['feasible'] else '(!)'}" for r in rows[-len(records):]))
+    bar.close()
     return rows
 
 

@@ -286,15 +286,18 @@ class NetworkEvaluator:
         return points
 
     def baselines(self, t_s: float, threshold: float, selection=None,
-                  starts: list[np.ndarray] = ()) -> list[dict[str, Any]]:
+                  starts: list[np.ndarray] = (), on_method=None) -> list[dict[str, Any]]:
         """Every selected mapping method of the registry at one point (``selection``, default the
         configuration's ``baselines``), each emitted mapping recorded (and certified) exactly as
         the policy's is (:meth:`result`). A method that takes starting mappings (the local search)
-        is seeded with ``starts`` and every mapping proposed before it at this point."""
+        is seeded with ``starts`` and every mapping proposed before it at this point.
+        ``on_method(name)``, if given, is called as each method starts (progress)."""
         rows = []
         starts = [np.asarray(m, bool) for m in starts]
         selection = self.cfg["baselines"] if selection is None else selection
         for method in make_methods(self.task, self.verifier, selection, self.cfg.get("method_options")):
+            if on_method is not None:
+                on_method(method.name)
             start = time.perf_counter()
             if getattr(method, "accepts_starts", False):
                 seeds = starts + [np.asarray(r[key], bool) for r in rows for key in ("proposed_mapping", "mapping")]
