@@ -413,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     if trained_on != args.profile:
         print(f"warning: {args.policy} was trained observing the {trained_on} sensitivity profile; this comparison "
               f"gives it the {args.profile} one (--profile {trained_on} matches its training)", flush=True)
+    if policy.get("estimator") is not None:
+        print(f"warning: {args.policy} was trained observing the {policy['estimator']} cheap estimate; this "
+              f"comparison gives every method the calibration's default", flush=True)
     meta = {"protocol": PROTOCOL, "policy": policy, "hw": args.hw, "profile": args.profile,
             "policy_evaluations": args.policy_evaluations, "method_options": cfg["method_options"],
             "verify": cfg["verify"], "certify": cfg["certify"], "report": cfg["report"]}
