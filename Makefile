@@ -50,6 +50,8 @@ test-all: setup
 # The per-layer sensitivity report of the README (gpt, 4 test chips): .venv/bin/python -m cli.sensitivity network=gpt
 # The comparison (hours on 2 cores; resumable per network) uses the committed policies/default.zip:
 #   .venv/bin/python -m bench.bench_compare
+# then the certificate's checks on its rows (bench_image_gap, bench_recertify --failing,
+# bench_certificate_coverage; each reads one network's certified rows from compare.json).
 bench: setup
 	$(PY) -m bench.bench_cost
 	$(PY) -m bench.bench_env

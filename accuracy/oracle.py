@@ -24,6 +24,7 @@ tile size, method and ``ORACLE_VERSION``. Many independent evaluations run in pa
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator, Sequence
@@ -269,25 +270,67 @@ class AccuracyOracle:
     def _accuracy(self, model: nn.Module) -> float:
         return self._accuracies(model, chips=1)[0]
 
-    @torch.no_grad()
     def _accuracies(self, model: nn.Module, chips: int) -> list[float]:
         """Accuracy (percent) per chip of a model whose analog layers are :class:`ChipStack` s of
         ``chips`` chips: each batch is repeated once per chip (chip-major) and the logits split back."""
+        counts = self._correct(model, chips)
+        total = self.data.labels.numel()
+        return [100.0 * int(c) / total for c in counts.sum(axis=1)]
+
+    @torch.no_grad()
+    def _correct(self, model: nn.Module, chips: int) -> np.ndarray:
+        """(chips, samples) correct predictions per sample: 0 or 1 for a classifier, the correctly
+        predicted positions of a window for a sequence model (class scores along dim 1: (N, classes)
+        or (N, vocabulary, positions))."""
         model.eval()
-        correct = [0] * chips
-        total = 0
+        counts = np.zeros((chips, self.images), np.int64)
         for start in range(0, self.images, self.batch_size):
             images = self.data.images[start:start + self.batch_size]
             labels = self.data.labels[start:start + self.batch_size]
             if chips > 1:
                 images = images.repeat(chips, *([1] * (images.dim() - 1)))
             logits = model(images)
-            # Class scores along dim 1: (N, classes) for a classifier, (N, vocabulary, positions)
-            # for a sequence model, whose accuracy counts every labelled position.
             for chip, chip_logits in enumerate(logits.chunk(chips)):
-                correct[chip] += int((chip_logits.argmax(1) == labels).sum())
-            total += labels.numel()
-        return [100.0 * c / total for c in correct]
+                hits = (chip_logits.argmax(1) == labels).reshape(len(labels), -1).sum(1)
+                counts[chip, start:start + len(labels)] = hits.numpy()
+        return counts
+
+    def _positions(self) -> int:
+        """Labelled positions per sample (1 for a classifier, the window for a sequence model)."""
+        return int(self.data.labels[:1].numel())
+
+    def sample_drops(self, mapping: Iterable, t_s: float, seeds: Sequence[int] | None = None,
+                     method: str | None = None) -> np.ndarray:
+        """(chips, samples) drop in points per sample: 100 x (all-digital correct - analog correct)
+        / positions, per chip of ``seeds`` (default: the oracle's). Row means are exactly
+        ``baseline - accuracy`` per chip (``evaluate``'s drops); the spread over samples is what a
+        statement about unseen images needs (``accuracy.population``). Cached (kind "samples",
+        ``evaluate``'s key) as packed counts; the per-chip accuracies are cached too."""
+        method, m = self._checked(mapping, t_s, method)
+        seeds = self._seeds(seeds)
+        digital = self._sample_counts(self.baseline_key(), lambda: self._correct(self.model, 1))[0]
+        if not m.any():
+            analog = np.repeat(digital[None], len(seeds), axis=0)
+        elif method == "reference":
+            raise ValueError("per-sample drops need the fast or weights path (method='fast' or 'weights')")
+        else:
+            key = self._key(m, t_s, method, seeds)
+            analog = self._sample_counts(key, lambda: self._correct_chips(m, t_s, seeds, method))
+            if self.cache is not None and self.cache.get("accuracy", key) is None:
+                total = self.data.labels.numel()
+                self.cache.put("accuracy", key, {"per_seed": [100.0 * int(c) / total for c in analog.sum(axis=1)]})
+        return 100.0 * (digital[None, :] - analog) / self._positions()
+
+    def _sample_counts(self, key: dict, compute) -> np.ndarray:
+        cached = self.cache.get("samples", key) if self.cache is not None else None
+        if cached is not None:
+            flat = np.frombuffer(base64.b64decode(cached["counts"]), dtype="<u2")
+            return flat.reshape(cached["chips"], cached["samples"]).astype(np.int64)
+        counts = compute()
+        if self.cache is not None:
+            self.cache.put("samples", key, {"chips": int(counts.shape[0]), "samples": int(counts.shape[1]),
+                                            "counts": base64.b64encode(counts.astype("<u2").tobytes()).decode()})
+        return counts
 
     def layer_state(self, index: int, seed: int, t_s: float) -> adapter.LayerState:
         """Programmed + drifted tiles of layer ``index`` under repetition ``seed`` (memoised)."""
@@ -321,6 +364,12 @@ class AccuracyOracle:
         """Per-chip accuracies of the fast or weights path, every chip of ``seeds`` in one forward
         pass per batch. Each chip keeps its own noise generator, drawn in the same order as a pass
         of that chip alone, so the result does not depend on which chips share the pass."""
+        with self._hybrid(mapping, t_s, seeds, method) as hybrid:
+            return self._accuracies(hybrid, chips=len(seeds))
+
+    @contextlib.contextmanager
+    def _hybrid(self, mapping: np.ndarray, t_s: float, seeds: Sequence[int], method: str) -> Iterator[nn.Module]:
+        """The network with the analog layers of ``mapping`` on the chips ``seeds`` (stacked)."""
         generators = [torch.Generator().manual_seed(layer_seed(seed, 10_000)) for seed in seeds]
         replacements: dict[str, nn.Module] = {}
         for i in np.flatnonzero(mapping):
@@ -332,7 +381,18 @@ class AccuracyOracle:
                 chips = [EffectiveWeightLayer(self.modules[name], self.layer_state(i, seed, t_s)) for seed in seeds]
             replacements[name] = chips[0] if len(chips) == 1 else ChipStack(chips)
         with swapped(self.model, replacements) as hybrid:
-            return self._accuracies(hybrid, chips=len(seeds))
+            yield hybrid
+
+    def _correct_chips(self, mapping: np.ndarray, t_s: float, seeds: Sequence[int], method: str) -> np.ndarray:
+        """(chips, samples) correct counts of the fast or weights path, in stacks of chips as
+        ``compute_per_seed`` runs them (per chip the same as a pass of its own)."""
+        group = max(1, CHIP_BATCH_SAMPLES // min(self.batch_size, self.images))
+        blocks = []
+        for start in range(0, len(seeds), group):
+            chips = seeds[start:start + group]
+            with self._hybrid(mapping, t_s, chips, method) as hybrid:
+                blocks.append(self._correct(hybrid, chips=len(chips)))
+        return np.concatenate(blocks)
 
     def _accuracy_reference(self, mapping: np.ndarray, t_s: float, seed: int) -> float:
         analog_layers = [i for i, analog in enumerate(mapping) if analog]

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from accuracy.population import POPULATIONS
 from agents.methods import METHODS, applicable_names
 from bench.common import RESULTS_DIR, objective, write_result
 from common.io import atomic_write
@@ -361,6 +362,22 @@ def policy_record(path: str) -> dict[str, Any]:
     return record
 
 
+def load_preset_plan() -> dict:
+    """conf/evaluate.yaml's certification plan (its defaults for this command's flags)."""
+    from omegaconf import OmegaConf
+
+    return dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "evaluate.yaml"))["certify"]["plan"])
+
+
+def recorded_certify(previous: dict) -> dict | None:
+    """The certification protocol of recorded rows; rows recorded before the plan named its
+    population were certified over chips on the certification images (``population: chips``)."""
+    certify = previous.get("certify")
+    if not certify or not certify.get("plan") or "population" in certify["plan"]:
+        return certify
+    return {**certify, "plan": {**certify["plan"], "population": "chips"}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", default="policies/default.zip", help="a saved MaskablePPO .zip")
@@ -379,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="registered methods compared with the policy (default: %(default)s)")
     parser.add_argument("--search-budget", type=int, default=100,
                         help="exact evaluations of the local search (the best-known reference) per point")
+    parser.add_argument("--certify-population", choices=POPULATIONS,
+                        default=load_preset_plan().get("population", "chips_and_images"),
+                        help="whom the certificate speaks for (accuracy/population.py): unseen chips and images, "
+                             "or chips on the certification images only (the protocol of rows recorded before "
+                             "the choice existed); default: conf/evaluate.yaml's")
     parser.add_argument("--fresh", action="store_true", help="forget networks measured earlier and start over")
     parser.add_argument("--resummarise", action="store_true",
                         help="recompute the summary and Markdown of the existing results/compare.json, no mapping")
@@ -408,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     # the same-budget proposers get the policy's exact budget; the reference search its own
     cfg["method_options"] = {**{m: {"evaluations": args.policy_evaluations} for m in SAME_BUDGET},
                              "search": {"budget": args.search_budget}}
+    cfg["certify"]["plan"] = {**(cfg["certify"].get("plan") or {}), "population": args.certify_population}
     policy = policy_record(args.policy)
     trained_on = policy.get("profile", "exact")
     if trained_on != args.profile:
@@ -420,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             "policy_evaluations": args.policy_evaluations, "method_options": cfg["method_options"],
             "verify": cfg["verify"], "certify": cfg["certify"], "report": cfg["report"]}
     same = (not args.fresh and previous.get("policy", {}).get("sha256") == meta["policy"]["sha256"]
-            and previous.get("hw") == args.hw and previous.get("certify") == cfg["certify"]
+            and previous.get("hw") == args.hw and recorded_certify(previous) == cfg["certify"]
             and previous.get("profile", "exact") == args.profile
             and previous.get("report") == cfg["report"])
     earlier = previous.get("rows", []) if same else []

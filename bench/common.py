@@ -46,3 +46,25 @@ def objective(row: dict[str, Any]) -> float:
     from envs.reward import RewardWeights, potential
 
     return potential(row["speedup"], row["energy_gain"], RewardWeights())
+
+
+def certified_row(parser, network: str, t: str, threshold: float, method: str) -> dict[str, Any]:
+    """The comparison's certified row for (network, t, threshold, method), or a usage error (exit 2)
+    naming the command that makes it."""
+    compare = RESULTS_DIR / "compare.json"
+    rows = json.loads(compare.read_text())["rows"] if compare.is_file() else []
+    chosen = [r for r in rows if (r["network"], r["t"], r["threshold"], r["method"]) == (network, t, threshold, method)
+              and r.get("certificate") == "holds"]
+    if not chosen:
+        parser.error(f"{compare} has no certified row for {network}, {t}, threshold {threshold}, method {method}; "
+                     f"run python -m bench.bench_compare --networks {network} first")
+    return chosen[0]
+
+
+def write_rows(name: str, entry: dict[str, Any], fields: tuple[str, ...]) -> Path:
+    """Write ``entry`` into bench/results/<name>.json's rows, replacing an earlier row with the same
+    ``fields`` and keeping the others (results measured one network or mapping at a time)."""
+    path = RESULTS_DIR / f"{name}.json"
+    earlier = json.loads(path.read_text()).get("rows", []) if path.is_file() else []
+    key = lambda row: tuple(row[field] for field in fields)  # noqa: E731
+    return write_result(name, {"rows": [r for r in earlier if key(r) != key(entry)] + [entry]})

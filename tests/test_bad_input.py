@@ -65,6 +65,7 @@ EVALUATE_CASES = [
     (["report.seeds=[0]"], "share programming seeds [0] with verify.seeds"),
     (["certify.image_offset=10"], "certify.image_offset 10 overlaps the searches' validation images"),
     (["certify.plan.criterion=median"], "certify.plan: criterion must be one of"),
+    (["certify.plan.population=wafers"], "certify.plan: population must be one of"),
     (["certify.plan.first_chips=1"], "certify.plan: population plan needs first_chips >= 2"),
     (["certify.plan.seed_start=100"], "share seeds [100, 101, 102, 103, 104, 105, 106, 107] with report.seeds"),
     (["+certify.plan.chips=3"], "certify.plan: unknown population-plan key(s) chips"),

@@ -180,3 +180,42 @@ def test_std_is_the_sample_standard_deviation_over_chips(oracle):
     result = oracle.evaluate(all_analog(oracle), YEAR)
     assert result.std == pytest.approx(float(np.std(result.per_seed, ddof=1)))
     assert result.std > float(np.std(result.per_seed))
+
+
+def test_per_sample_drops_average_to_the_chips_drops_and_are_cached(tmp_path, fashion):
+    # The certificate's image term (accuracy.population) reads per-sample drops: their row means
+    # must be evaluate's per-chip drops exactly, whichever is computed first, and a second oracle
+    # on the same cache reads both without a forward pass.
+    spec, noise = NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart")
+    path = tmp_path / "samples.sqlite"
+    make = lambda: AccuracyOracle(spec, noise, images=300, seeds=(0, 1, 2), batch_size=100,  # noqa: E731
+                                  cache=ResultCache(path), data=fashion.validation)
+    first = make()
+    mapping = [1, 0, 1, 1, 0]
+    drops = first.sample_drops(mapping, YEAR)
+    assert drops.shape == (3, 300) and set(np.unique(drops)) <= {-100.0, 0.0, 100.0}
+    other = make()
+    evaluated = other.evaluate(mapping, YEAR)  # the per-chip row written by sample_drops
+    assert drops.mean(axis=1) == pytest.approx([evaluated.baseline - a for a in evaluated.per_seed], abs=1e-9)
+    fresh = AccuracyOracle(spec, noise, images=300, seeds=(0, 1, 2), batch_size=100, data=fashion.validation)
+    assert [fresh.baseline() - a for a in fresh.evaluate(mapping, YEAR).per_seed] == \
+        pytest.approx(drops.mean(axis=1), abs=1e-9)  # the same as computing the accuracies alone
+    hits = other.cache.hits
+    assert (other.sample_drops(mapping, YEAR) == drops).all() and other.cache.hits >= hits + 2
+    assert (other.sample_drops(mapping, YEAR, seeds=(1,)) == drops[1:2]).all()  # per chip, any grouping
+    assert (first.sample_drops([0] * 5, YEAR) == 0).all()
+    with pytest.raises(ValueError, match="fast or weights"):
+        first.sample_drops(mapping, YEAR, method="reference")
+
+
+def test_per_sample_drops_of_a_sequence_model_count_positions():
+    spec = NetworkSpec.zoo("gpt")
+    oracle = AccuracyOracle(spec, NoiseConfig(name="lionheart"), images=40, seeds=(0, 1), batch_size=40)
+    mapping = np.zeros(len(oracle.table), bool)
+    mapping[[0, 5, 24]] = True
+    drops = oracle.sample_drops(mapping, YEAR)
+    positions = spec.input_shape[0]
+    assert drops.shape == (2, 40)
+    assert np.allclose(drops * positions / 100.0, np.round(drops * positions / 100.0))  # whole positions
+    result = oracle.evaluate(mapping, YEAR)
+    assert drops.mean(axis=1) == pytest.approx([result.baseline - a for a in result.per_seed], abs=1e-9)

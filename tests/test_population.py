@@ -10,8 +10,13 @@ def sampler(mean, sd, rng):
     return lambda seeds: rng.normal(mean, sd, len(seeds))
 
 
+def chips_only(**options):
+    """A plan about the chips on the measured images (per-chip drops, no per-sample term)."""
+    return PopulationPlan(population="chips", **options)
+
+
 def test_plan_looks_and_seeds():
-    plan = PopulationPlan(first_chips=4, batch_chips=4, max_chips=14, seed_start=1000)
+    plan = chips_only(first_chips=4, batch_chips=4, max_chips=14, seed_start=1000)
     assert plan.chip_counts == (4, 8, 12, 14) and plan.looks == 4
     assert plan.alpha_per_look == pytest.approx(0.05 / 4)
     assert plan.all_seeds() == tuple(range(1000, 1014))
@@ -19,10 +24,12 @@ def test_plan_looks_and_seeds():
         PopulationPlan.of({"chips": 3})
     with pytest.raises(ValueError, match="criterion"):
         PopulationPlan(criterion="median")
+    with pytest.raises(ValueError, match="population"):
+        PopulationPlan(population="wafers")
 
 
 def test_clear_cases_decide_at_the_first_look_and_borderline_runs_to_the_cap():
-    plan = PopulationPlan()
+    plan = chips_only()
     rng = np.random.default_rng(0)
     seen = []
 
@@ -41,7 +48,7 @@ def test_clear_cases_decide_at_the_first_look_and_borderline_runs_to_the_cap():
 
 
 def test_chips_are_added_in_batches_without_repeating_a_seed():
-    plan = PopulationPlan(first_chips=3, batch_chips=2, max_chips=7, seed_start=5)
+    plan = chips_only(first_chips=3, batch_chips=2, max_chips=7, seed_start=5)
     asked = []
 
     def chips(seeds):
@@ -60,7 +67,7 @@ def test_a_mapping_just_above_its_threshold_is_declared_holding_at_most_one_minu
     # "holds" is wrong. Over 2,000 sequential tests the wrong-holds rate must stay below 5%
     # (Bonferroni over looks makes it far lower; a bound without the t quantile or without the
     # per-look split fails this).
-    plan = PopulationPlan(criterion=criterion, quantile=0.9)
+    plan = chips_only(criterion=criterion, quantile=0.9)
     rng = np.random.default_rng(1)
     threshold = 1.0
     from scipy import stats
@@ -72,7 +79,7 @@ def test_a_mapping_just_above_its_threshold_is_declared_holding_at_most_one_minu
 
 
 def test_the_test_has_power_when_the_mapping_is_clearly_within():
-    plan = PopulationPlan()
+    plan = chips_only()
     rng = np.random.default_rng(2)
     decisions = [population_statement(sampler(0.0, 1.0, rng), 2.0, plan).decision for _ in range(200)]
     assert decisions.count(HOLDS) / 200 >= 0.95
@@ -80,12 +87,58 @@ def test_the_test_has_power_when_the_mapping_is_clearly_within():
 
 def test_quantile_bounds_are_wider_than_mean_bounds_and_grow_with_spread():
     drops = [0.1, 0.5, 0.3, 0.9, 0.4, 0.2]
-    mean_lower, mean_upper = bounds(drops, PopulationPlan(criterion="mean"))
-    q_lower, q_upper = bounds(drops, PopulationPlan(criterion="quantile", quantile=0.9))
+    mean_lower, mean_upper = bounds(drops, chips_only(criterion="mean"))
+    q_lower, q_upper = bounds(drops, chips_only(criterion="quantile", quantile=0.9))
     assert q_upper > mean_upper > np.mean(drops) > mean_lower
     assert q_lower > mean_lower  # the 90% quantile lies above the mean
-    wider = bounds([2 * d for d in drops], PopulationPlan(criterion="mean"))
+    wider = bounds([2 * d for d in drops], chips_only(criterion="mean"))
     assert wider[1] - np.mean(drops) * 2 > mean_upper - np.mean(drops)
+
+
+def image_sampler(mean, chip_sd, sample_sd, samples, rng):
+    """Per-sample drops d[c, i] = mean + chip effect + sample effect + noise, on ONE sample of
+    images drawn once per statement and shared by every chip (as a certificate measures)."""
+    image_effects = rng.normal(0.0, sample_sd, samples)
+
+    def chips(seeds):
+        chip_effects = rng.normal(0.0, chip_sd, (len(seeds), 1))
+        return mean + chip_effects + image_effects[None, :] + rng.normal(0.0, 5.0, (len(seeds), samples))
+    return chips
+
+
+@pytest.mark.parametrize("criterion", ["mean", "quantile"])
+def test_the_image_sample_is_part_of_the_population(criterion):
+    # Drops whose mean over the population of chips AND images sits 0.05 above the threshold, with
+    # an image-sampling error (SE 0.6 points over 1,000 images) larger than the chips' spread (0.2):
+    # a statement that takes the measured images as given declares these mappings holding far more
+    # than 5% of the time; one with the images' error stays within 5%.
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    threshold, chip_sd = 1.0, 0.2
+    offset = stats.norm.ppf(0.9) * chip_sd if criterion == "quantile" else 0.0
+    mu = threshold + 0.05 - offset
+    wrong = {}
+    for population in ("chips", "chips_and_images"):
+        plan = PopulationPlan(criterion=criterion, population=population)
+        wrong[population] = np.mean([population_statement(image_sampler(mu, chip_sd, 19.0, 1000, rng), threshold,
+                                                          plan).holds for _ in range(400)])
+    assert wrong["chips_and_images"] <= 0.05 < 0.15 <= wrong["chips"]
+
+
+def test_per_sample_drops_give_the_chips_bound_from_their_row_means_and_widen_with_the_images():
+    rng = np.random.default_rng(4)
+    per_sample = 0.5 + rng.normal(0.0, 10.0, (6, 500))
+    chip_plan, both = chips_only(), PopulationPlan()
+    assert bounds(per_sample, chip_plan) == pytest.approx(bounds(per_sample.mean(axis=1), chip_plan))
+    lower, upper = bounds(per_sample, both)
+    assert lower < bounds(per_sample, chip_plan)[0] and upper > bounds(per_sample, chip_plan)[1]
+    with pytest.raises(ValueError, match="per-sample drops"):
+        bounds(per_sample.mean(axis=1), both)
+    statement = population_statement(lambda seeds: 0.1 + rng.normal(0.0, 1.0, (len(seeds), 400)), 1.0, both)
+    assert statement.holds and statement.samples == 400 and statement.population == "chips_and_images"
+    # independent noise only: the samples' drops averaged over 4 chips have SD 1 / sqrt(4)
+    assert statement.sample_se == pytest.approx(1.0 / np.sqrt(4) / np.sqrt(400), rel=0.2)
 
 
 @pytest.mark.usefixtures("fashion")

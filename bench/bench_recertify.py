@@ -1,0 +1,91 @@
+"""Certify the comparison's mappings again under another population statement (no repair).
+
+    python -m bench.bench_recertify [--network resnet20] [--failing] [--population chips_and_images]
+
+Every distinct mapping that bench/results/compare.json records as certified ("holds") for
+``--network`` (``--failing``: only those whose out-of-sample check on the test split failed) is
+certified again on the same certification chips and images (conf/evaluate.yaml's ``certify``) with
+``--population`` (accuracy/population.py), and the new decision is set beside the recorded one and
+the test-split result: which failures the statement would have refused, and which holding
+mappings it would now refuse. Fast path, shared SQLite cache. JSON in
+bench/results/recertify.json (one entry per network, kept across runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from accuracy.cache import ResultCache
+from accuracy.noise import NoiseConfig
+from accuracy.oracle import AccuracyOracle
+from accuracy.population import POPULATIONS, PopulationPlan
+from agents.verify import Certifier
+from bench.common import RESULTS_DIR, write_rows
+from common.paths import CONF_DIR, PROJECT_ROOT
+from common.runtime import use_fast_malloc
+from common.units import DAY_S, YEAR_S
+from workloads.registry import NetworkSpec
+
+TIMES = {"1 day": DAY_S, "1 year": YEAR_S}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from omegaconf import OmegaConf
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--network", default="resnet20")
+    parser.add_argument("--failing", action="store_true", help="only mappings that failed on the test split")
+    parser.add_argument("--population", choices=POPULATIONS, default="chips_and_images")
+    args = parser.parse_args(argv)
+    compare = RESULTS_DIR / "compare.json"
+    rows = json.loads(compare.read_text())["rows"] if compare.is_file() else []
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["network"] == args.network and row.get("certificate") == "holds" and row.get("feasible"):
+            groups.setdefault((row["t"], row["threshold"], row["mapping"]), []).append(row)
+    if args.failing:
+        groups = {k: v for k, v in groups.items() if not all(r["holds_on_test"] for r in v)}
+    if not groups:
+        parser.error(f"{compare} has no certified {'failing ' if args.failing else ''}mapping of {args.network}; "
+                     f"run python -m bench.bench_compare --networks {args.network} first")
+    use_fast_malloc()
+    certify = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "evaluate.yaml"))["certify"]
+    plan = PopulationPlan.of({**certify["plan"], "population": args.population})
+    oracle = AccuracyOracle(NetworkSpec.zoo(args.network), NoiseConfig(name="lionheart"), images=certify["images"],
+                            image_offset=certify["image_offset"], seeds=plan.all_seeds(),
+                            cache=ResultCache(PROJECT_ROOT / "cache" / "accuracy.sqlite"))
+    found = []
+    for (t, threshold, mapping), recorded in tqdm(sorted(groups.items()), desc=args.network, unit="mapping"):
+        start = time.perf_counter()
+        statement = Certifier(oracle, plan)(np.array([c == "1" for c in mapping]), TIMES[t], threshold)
+        first = recorded[0]
+        found.append({"t": t, "threshold": threshold, "mapping": mapping, "methods": [r["method"] for r in recorded],
+                      "recorded_certified_mean_drop": first["certified_mean_drop"],
+                      "recorded_certified_chips": first["certified_chips"], "test_drop": first["test_drop"],
+                      "holds_on_test": first["holds_on_test"], "statement": statement.to_dict(),
+                      "seconds": round(time.perf_counter() - start, 1)})
+        tqdm.write(f"  {t} / {threshold}: {', '.join(found[-1]['methods'])}: test drop {first['test_drop']:.2f} "
+                   f"({'holds' if first['holds_on_test'] else 'fails'} on test) | {args.population}: "
+                   f"{statement.decision}, {statement.chips} chips, mean {statement.mean_drop:.2f}, "
+                   f"image se {statement.sample_se:.2f}, upper {statement.upper_bound:.2f}")
+    failing = [f for f in found if not f["holds_on_test"]]
+    holding = [f for f in found if f["holds_on_test"]]
+    entry = {"network": args.network, "population": args.population, "plan": plan.__dict__, "failing_only": args.failing,
+             "mappings": found,
+             "test_failures_refused": sum(not f["statement"]["decision"] == "holds" for f in failing),
+             "test_failures": len(failing),
+             "test_holding_refused": sum(not f["statement"]["decision"] == "holds" for f in holding),
+             "test_holding": len(holding)}
+    print(f"{args.network}: of {len(failing)} mappings failing on the test split, {entry['test_failures_refused']} "
+          f"refused; of {len(holding)} holding, {entry['test_holding_refused']} refused")
+    print(f"wrote {write_rows('recertify', entry, ('network', 'population'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
