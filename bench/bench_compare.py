@@ -1,6 +1,7 @@
 """Mapping methods side by side on the zoo, every emitted mapping certified and scored out of sample.
 
     python -m bench.bench_compare [--policy policies/default.zip] [--networks ...] [--fresh]
+        [--certify-population chips_and_images|chips]   # chips: the protocol of the committed rows
     AIMC_TRUSTED_PACKAGES=bench.networks python -m bench.bench_compare --networks \
         --network-files bench/networks/mixer.yaml          # a bring-your-own network, held out
 
