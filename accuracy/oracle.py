@@ -273,7 +273,10 @@ class AccuracyOracle:
     def _accuracies(self, model: nn.Module, chips: int) -> list[float]:
         """Accuracy (percent) per chip of a model whose analog layers are :class:`ChipStack` s of
         ``chips`` chips: each batch is repeated once per chip (chip-major) and the logits split back."""
-        counts = self._correct(model, chips)
+        return self._percent(self._correct(model, chips))
+
+    def _percent(self, counts: np.ndarray) -> list[float]:
+        """Accuracy (percent) per chip of (chips, samples) correct counts."""
         total = self.data.labels.numel()
         return [100.0 * int(c) / total for c in counts.sum(axis=1)]
 
@@ -315,10 +318,14 @@ class AccuracyOracle:
             raise ValueError("per-sample drops need the fast or weights path (method='fast' or 'weights')")
         else:
             key = self._key(m, t_s, method, seeds)
-            analog = self._sample_counts(key, lambda: self._correct_chips(m, t_s, seeds, method))
-            if self.cache is not None and self.cache.get("accuracy", key) is None:
-                total = self.data.labels.numel()
-                self.cache.put("accuracy", key, {"per_seed": [100.0 * int(c) / total for c in analog.sum(axis=1)]})
+
+            def compute() -> np.ndarray:
+                counts = self._correct_chips(m, t_s, seeds, method)
+                if self.cache is not None:  # the per-chip row evaluate reads, from the same pass
+                    self.cache.put("accuracy", key, {"per_seed": self._percent(counts)})
+                return counts
+
+            analog = self._sample_counts(key, compute)
         return 100.0 * (digital[None, :] - analog) / self._positions()
 
     def _sample_counts(self, key: dict, compute) -> np.ndarray:

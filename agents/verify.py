@@ -176,13 +176,12 @@ class Certifier:
         if not mapping.any():  # all-digital: no analog error on any chip
             return PopulationStatement(HOLDS, self.plan.criterion, self.plan.confidence, float(threshold), 0, (),
                                        (), 0.0, 0.0, 0.0, 0.0, population=self.plan.population)
-        baseline = self.oracle.baseline()
-
         def chip_drops(seeds: tuple[int, ...]) -> list[float] | np.ndarray:
             self.chip_passes += len(seeds)
             if self.plan.population == "chips_and_images":  # per chip and sample: the images' error too
                 return self.oracle.sample_drops(mapping, t_s, seeds=seeds)
-            return [baseline - accuracy for accuracy in self.oracle.evaluate(mapping, t_s, seeds=seeds).per_seed]
+            result = self.oracle.evaluate(mapping, t_s, seeds=seeds)
+            return [result.baseline - accuracy for accuracy in result.per_seed]
 
         return population_statement(chip_drops, threshold, self.plan)
 

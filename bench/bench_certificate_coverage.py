@@ -9,7 +9,7 @@ assumption where it matters:
 
 1. One certified mapping of bench/results/compare.json (network, t, threshold, method) is measured
    on ``--chips`` programmed chips (seeds 2000, 2001, ...: none the searches, the certificate or the
-   report use) on the certification images (validation [1000, 2000)), fast path, shared cache: an
+   report use) on the certification images (conf/evaluate.yaml's ``certify``: validation [1000, 2000)), fast path, shared cache: an
    empirical chip population. Reported: its mean, standard deviation and skewness.
 2. Sequential statements (the default plan, chips part only: the images are held fixed) are
    simulated ``--trials`` times on chips drawn from (a) a normal population with the same
@@ -32,13 +32,10 @@ from accuracy.cache import ResultCache
 from accuracy.noise import NoiseConfig
 from accuracy.oracle import AccuracyOracle
 from accuracy.population import PopulationPlan, population_statement
-from bench.common import certified_row, write_rows
-from common.paths import PROJECT_ROOT
+from accuracy.profiles import DEFAULT_CACHE
+from bench.common import TIMES, add_row_arguments, certified_row, certify_config, write_rows
 from common.runtime import use_fast_malloc
-from common.units import DAY_S, YEAR_S
 from workloads.registry import NetworkSpec
-
-TIMES = {"1 day": DAY_S, "1 year": YEAR_S}
 SEED_START = 2000
 
 
@@ -50,20 +47,18 @@ def wrong_holds(draw, threshold: float, plan: PopulationPlan, trials: int) -> fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--network", default="resnet20")
-    parser.add_argument("--t", default="1 day", choices=list(TIMES))
-    parser.add_argument("--threshold", type=float, default=1.0)
-    parser.add_argument("--method", default="ppo")
+    add_row_arguments(parser)
     parser.add_argument("--chips", type=int, default=32)
     parser.add_argument("--trials", type=int, default=4000)
     args = parser.parse_args(argv)
     if args.chips < 8 or args.trials < 100:
         parser.error("--chips must be >= 8 and --trials >= 100")
-    row = certified_row(parser, args.network, args.t, args.threshold, args.method)
+    row = certified_row(parser, args)
     use_fast_malloc()
     seeds = tuple(range(SEED_START, SEED_START + args.chips))
-    oracle = AccuracyOracle(NetworkSpec.zoo(args.network), NoiseConfig(name="lionheart"), images=1000,
-                            image_offset=1000, seeds=seeds, cache=ResultCache(PROJECT_ROOT / "cache" / "accuracy.sqlite"))
+    certify = certify_config()
+    oracle = AccuracyOracle(NetworkSpec.zoo(args.network), NoiseConfig(name="lionheart"), images=certify["images"],
+                            image_offset=certify["image_offset"], seeds=seeds, cache=ResultCache(DEFAULT_CACHE))
     result = oracle.evaluate(np.array([c == "1" for c in row["mapping"]]), TIMES[args.t])
     drops = np.array([result.baseline - a for a in result.per_seed])
     centred = drops - drops.mean()

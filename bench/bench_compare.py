@@ -42,14 +42,13 @@ from tqdm import tqdm
 
 from accuracy.population import POPULATIONS
 from agents.methods import METHODS, applicable_names
-from bench.common import RESULTS_DIR, objective, write_result
+from bench.common import RESULTS_DIR, TIMES, certify_config, objective, write_result
 from common.io import atomic_write
 from common.paths import CONF_DIR
 from common.presets import entry_config, load_preset
-from common.units import DAY_S, YEAR_S
+from common.units import DAY_S
 from envs.tasks import PROFILE_SOURCES
 
-TIMES = {"1 day": DAY_S, "1 year": YEAR_S}
 THRESHOLDS = (1.0, 2.0, 5.0)
 TRAINING = tuple(entry_config("train")["train"]["networks"])
 ALL = TRAINING + tuple(entry_config("train")["train"]["holdout"])
@@ -363,13 +362,6 @@ def policy_record(path: str) -> dict[str, Any]:
     return record
 
 
-def load_preset_plan() -> dict:
-    """conf/evaluate.yaml's certification plan (its defaults for this command's flags)."""
-    from omegaconf import OmegaConf
-
-    return dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "evaluate.yaml"))["certify"]["plan"])
-
-
 def recorded_certify(previous: dict) -> dict | None:
     """The certification protocol of recorded rows; rows recorded before the plan named its
     population were certified over chips on the certification images (``population: chips``)."""
@@ -398,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-budget", type=int, default=100,
                         help="exact evaluations of the local search (the best-known reference) per point")
     parser.add_argument("--certify-population", choices=POPULATIONS,
-                        default=load_preset_plan().get("population", "chips_and_images"),
+                        default=certify_config()["plan"].get("population", "chips_and_images"),
                         help="whom the certificate speaks for (accuracy/population.py): unseen chips and images, "
                              "or chips on the certification images only (the protocol of rows recorded before "
                              "the choice existed); default: conf/evaluate.yaml's")

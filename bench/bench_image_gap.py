@@ -28,13 +28,10 @@ from tqdm import tqdm
 from accuracy.cache import ResultCache
 from accuracy.noise import NoiseConfig
 from accuracy.oracle import AccuracyOracle
-from bench.common import certified_row, write_rows
-from common.paths import PROJECT_ROOT
+from accuracy.profiles import DEFAULT_CACHE
+from bench.common import TIMES, add_row_arguments, certified_row, write_rows
 from common.runtime import use_fast_malloc
-from common.units import DAY_S, YEAR_S
 from workloads.registry import NetworkSpec
-
-TIMES = {"1 day": DAY_S, "1 year": YEAR_S}
 CERT_CHIPS, FRESH_CHIPS = tuple(range(1000, 1008)), tuple(range(100, 108))
 
 
@@ -74,14 +71,11 @@ def measure(row: dict, cache: ResultCache) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--network", default="resnet20")
-    parser.add_argument("--t", default="1 day", choices=list(TIMES))
-    parser.add_argument("--threshold", type=float, default=1.0)
-    parser.add_argument("--method", default="ppo")
+    add_row_arguments(parser)
     args = parser.parse_args(argv)
-    row = certified_row(parser, args.network, args.t, args.threshold, args.method)
+    row = certified_row(parser, args)
     use_fast_malloc()
-    entry = measure(row, ResultCache(PROJECT_ROOT / "cache" / "accuracy.sqlite"))
+    entry = measure(row, ResultCache(DEFAULT_CACHE))
     print(f"wrote {write_rows('image_gap', entry, ('network', 't', 'threshold', 'method'))}")
     return 0
 

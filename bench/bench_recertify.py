@@ -14,6 +14,7 @@ bench/results/recertify.json (one entry per network, kept across runs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -25,18 +26,13 @@ from accuracy.noise import NoiseConfig
 from accuracy.oracle import AccuracyOracle
 from accuracy.population import POPULATIONS, PopulationPlan
 from agents.verify import Certifier
-from bench.common import RESULTS_DIR, write_rows
-from common.paths import CONF_DIR, PROJECT_ROOT
+from accuracy.profiles import DEFAULT_CACHE
+from bench.common import RESULTS_DIR, TIMES, certify_config, write_rows
 from common.runtime import use_fast_malloc
-from common.units import DAY_S, YEAR_S
 from workloads.registry import NetworkSpec
-
-TIMES = {"1 day": DAY_S, "1 year": YEAR_S}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from omegaconf import OmegaConf
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", default="resnet20")
     parser.add_argument("--failing", action="store_true", help="only mappings that failed on the test split")
@@ -54,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{compare} has no certified {'failing ' if args.failing else ''}mapping of {args.network}; "
                      f"run python -m bench.bench_compare --networks {args.network} first")
     use_fast_malloc()
-    certify = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "evaluate.yaml"))["certify"]
+    certify = certify_config()
     plan = PopulationPlan.of({**certify["plan"], "population": args.population})
     oracle = AccuracyOracle(NetworkSpec.zoo(args.network), NoiseConfig(name="lionheart"), images=certify["images"],
                             image_offset=certify["image_offset"], seeds=plan.all_seeds(),
-                            cache=ResultCache(PROJECT_ROOT / "cache" / "accuracy.sqlite"))
+                            cache=ResultCache(DEFAULT_CACHE))
     found = []
     for (t, threshold, mapping), recorded in tqdm(sorted(groups.items()), desc=args.network, unit="mapping"):
         start = time.perf_counter()
@@ -75,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                    f"image se {statement.sample_se:.2f}, upper {statement.upper_bound:.2f}")
     failing = [f for f in found if not f["holds_on_test"]]
     holding = [f for f in found if f["holds_on_test"]]
-    entry = {"network": args.network, "population": args.population, "plan": plan.__dict__, "failing_only": args.failing,
+    entry = {"network": args.network, "population": args.population, "plan": dataclasses.asdict(plan), "failing_only": args.failing,
              "mappings": found,
-             "test_failures_refused": sum(not f["statement"]["decision"] == "holds" for f in failing),
+             "test_failures_refused": sum(f["statement"]["decision"] != "holds" for f in failing),
              "test_failures": len(failing),
-             "test_holding_refused": sum(not f["statement"]["decision"] == "holds" for f in holding),
+             "test_holding_refused": sum(f["statement"]["decision"] != "holds" for f in holding),
              "test_holding": len(holding)}
     print(f"{args.network}: of {len(failing)} mappings failing on the test split, {entry['test_failures_refused']} "
           f"refused; of {len(holding)} holding, {entry['test_holding_refused']} refused")

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from common.io import atomic_write
+from common.units import DAY_S, YEAR_S
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The comparison's drift times, by the labels its rows carry.
+TIMES = {"1 day": DAY_S, "1 year": YEAR_S}
 
 
 def this_machine() -> dict[str, Any]:
@@ -48,9 +51,28 @@ def objective(row: dict[str, Any]) -> float:
     return potential(row["speedup"], row["energy_gain"], RewardWeights())
 
 
-def certified_row(parser, network: str, t: str, threshold: float, method: str) -> dict[str, Any]:
-    """The comparison's certified row for (network, t, threshold, method), or a usage error (exit 2)
-    naming the command that makes it."""
+def certify_config() -> dict[str, Any]:
+    """conf/evaluate.yaml's ``certify`` section (images, image offset, population plan)."""
+    from omegaconf import OmegaConf
+
+    from common.paths import CONF_DIR
+
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "evaluate.yaml"))["certify"]
+
+
+def add_row_arguments(parser, network: str = "resnet20", t: str = "1 day", threshold: float = 1.0,
+                      method: str = "ppo") -> None:
+    """--network, --t, --threshold, --method: one row of the comparison (``certified_row``)."""
+    parser.add_argument("--network", default=network)
+    parser.add_argument("--t", default=t, choices=list(TIMES))
+    parser.add_argument("--threshold", type=float, default=threshold)
+    parser.add_argument("--method", default=method)
+
+
+def certified_row(parser, args) -> dict[str, Any]:
+    """The comparison's certified row for the arguments of ``add_row_arguments``, or a usage error
+    (exit 2) naming the command that makes it."""
+    network, t, threshold, method = args.network, args.t, args.threshold, args.method
     compare = RESULTS_DIR / "compare.json"
     rows = json.loads(compare.read_text())["rows"] if compare.is_file() else []
     chosen = [r for r in rows if (r["network"], r["t"], r["threshold"], r["method"]) == (network, t, threshold, method)
