@@ -426,14 +426,27 @@ def _run_local(chunks: list[_Chunk], record: Callable[[_Chunk, list], None], wor
     try:
         while queue or alone or in_flight:
             pool = local_pool(workers)
+
+            def submit(source: deque[_Chunk]) -> bool:
+                """Start the next chunk of ``source``; False if the pool broke since the last wait
+                (a worker died: the chunk goes back, and the futures in flight say which one)."""
+                chunk = source.popleft()
+                try:
+                    in_flight[pool.submit(run_chunk, chunk)] = chunk
+                    return True
+                except BrokenProcessPool:
+                    source.appendleft(chunk)
+                    return False
+
             if alone:  # a suspect runs with nothing beside it
                 if not in_flight:
-                    chunk = alone.popleft()
-                    in_flight[pool.submit(run_chunk, chunk)] = chunk
+                    submit(alone)
             else:
-                while queue and len(in_flight) < workers:
-                    chunk = queue.popleft()
-                    in_flight[pool.submit(run_chunk, chunk)] = chunk
+                while queue and len(in_flight) < workers and submit(queue):
+                    pass
+            if not in_flight:  # broken with nothing in flight to name the culprit: a fresh pool
+                shutdown_local_pool()
+                continue
             done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             broken: list[_Chunk] = []
             for future in done:

@@ -5,7 +5,7 @@ from chip to chip, so a mapping's drop measured on two chips says little about t
 (on ResNet-8 the chip-to-chip standard deviation of one mapping's accuracy is about 2 points).
 This module turns per-chip drops into a decision with a stated confidence, by sequential testing:
 
-1. measure the drop on ``first_chips`` chips (programming seeds ``seed_start, seed_start + 1, ...``);
+1. measure the drop on ``first_chips`` chips (programming seeds; which ones: ``draw``, below);
 2. compute one-sided confidence bounds for the criterion from the chips so far;
 3. **holds** if the upper bound is within the threshold, **fails** if the lower bound is above it,
    otherwise add ``batch_chips`` more chips and look again, up to ``max_chips``; a mapping still
@@ -35,6 +35,19 @@ Population (``population``): whom the statement is about.
   More chips shrink only the first term; the second shrinks with more images.
 * ``chips``: programmed chips on the measured images only (the sample is taken as given).
 
+Chips (``draw``): which programmed chips a statement measures.
+
+* ``shared``: every statement uses chips ``seed_start, seed_start + 1, ...``. One draw of chips is
+  then shared by every mapping of a network: if those chips happen to be lucky, they are lucky for
+  every candidate, every method and every repair step at once (ResNet-20: chips 1000-1003 are
+  about 2 standard errors better than other chips for each of its mappings).
+* ``per_statement``: a statement's chips are drawn from its key (the network, the mapping and the
+  drift time; not the threshold): chips ``seed_start + max_chips * (1 + h mod 2^20) + 0, 1, ...``,
+  ``h`` a SHA-256 hash of the key. Each statement keeps its own stated error, and the errors of
+  different mappings are independent instead of shared; reruns draw the same chips (cached).
+  Every seed of ``[seed_start, seed_start + max_chips * (2^20 + 1))`` may be used, so search and
+  report chips must lie below ``seed_start``.
+
 Confidence: the plan looks at most ``looks`` times (first batch, then every added batch up to the
 cap); each look uses ``a = (1 - confidence) / looks`` (Bonferroni), so over the whole sequence the
 chance of declaring *holds* for a mapping whose true criterion is above the threshold is at most
@@ -53,6 +66,7 @@ final report measures separately on chips and images no search or verification u
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
@@ -62,6 +76,8 @@ from scipy import stats
 
 CRITERIA = ("mean", "quantile")
 POPULATIONS = ("chips_and_images", "chips")
+DRAWS = ("shared", "per_statement")
+STATEMENT_DRAWS = 2 ** 20  # per_statement: distinct chip sets a statement's key can select
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided at cap"
 
 
@@ -77,8 +93,11 @@ class PopulationPlan:
     max_chips: int = 16
     seed_start: int = 1000
     population: str = "chips_and_images"
+    draw: str = "shared"
 
     def __post_init__(self) -> None:
+        if self.draw not in DRAWS:
+            raise ValueError(f"draw must be one of {DRAWS}, got {self.draw!r}")
         if self.population not in POPULATIONS:
             raise ValueError(f"population must be one of {POPULATIONS}, got {self.population!r}")
         if not 0.5 < self.confidence < 1:
@@ -119,11 +138,24 @@ class PopulationPlan:
     def alpha_per_look(self) -> float:
         return (1.0 - self.confidence) / self.looks
 
-    def seeds(self, count: int) -> tuple[int, ...]:
-        return tuple(range(self.seed_start, self.seed_start + count))
+    def seeds(self, count: int, key: str = "") -> tuple[int, ...]:
+        """The first ``count`` chips of the statement ``key`` (ignored by the shared draw)."""
+        start = self.seed_start
+        if self.draw == "per_statement":
+            if not key:
+                raise ValueError("draw per_statement needs the statement's key (its network, mapping and time)")
+            digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+            start += self.max_chips * (1 + digest % STATEMENT_DRAWS)
+        return tuple(range(start, start + count))
 
     def all_seeds(self) -> tuple[int, ...]:
-        return self.seeds(self.max_chips)
+        """The shared draw's chips (every statement's, with ``draw: shared``)."""
+        return tuple(range(self.seed_start, self.seed_start + self.max_chips))
+
+    def seed_range(self) -> range:
+        """Every chip any statement of this plan can use: other uses of chips must stay outside it."""
+        draws = 1 + (STATEMENT_DRAWS if self.draw == "per_statement" else 0)
+        return range(self.seed_start, self.seed_start + self.max_chips * draws)
 
 
 @dataclass(frozen=True)
@@ -144,6 +176,7 @@ class PopulationStatement:
     population: str = "chips"
     samples: int = 0  # images (or windows) per chip the sample term was estimated on; 0: chips only
     sample_se: float = 0.0  # the image-sampling standard error of the mean drop, points
+    draw: str = "shared"  # the chips: the plan's shared set, or a set drawn per statement
 
     @property
     def holds(self) -> bool:
@@ -212,15 +245,16 @@ def decide(drops: Sequence[float] | np.ndarray, threshold: float, plan: Populati
 
 
 def population_statement(chip_drops: Callable[[tuple[int, ...]], Sequence[float] | np.ndarray], threshold: float,
-                         plan: PopulationPlan) -> PopulationStatement:
+                         plan: PopulationPlan, key: str = "") -> PopulationStatement:
     """Sequentially test ``threshold``; ``chip_drops(seeds)`` returns the drop (points) on each
     programmed chip of ``seeds``: per chip (C,), or per chip and sample (C, N) on the same N samples
     for every chip, which ``population=chips_and_images`` needs (one pass over the images per chip;
-    chips may share a pass)."""
+    chips may share a pass). ``key`` names the statement (``draw: per_statement`` draws its chips
+    from it)."""
     blocks: list[np.ndarray] = []
     counts = plan.chip_counts
     for look, count in enumerate(counts):
-        new_seeds = plan.seeds(count)[sum(len(b) for b in blocks):]
+        new_seeds = plan.seeds(count, key)[sum(len(b) for b in blocks):]
         blocks.append(np.asarray(chip_drops(new_seeds), float))
         measured = np.concatenate(blocks)
         decision, lower, upper = decide(measured, threshold, plan, last_look=look == len(counts) - 1)
@@ -229,9 +263,9 @@ def population_statement(chip_drops: Callable[[tuple[int, ...]], Sequence[float]
     chips = _chip_means(measured)
     sample_se = _bounds(measured, plan)[2]
     return PopulationStatement(decision=decision, criterion=plan.criterion, confidence=plan.confidence,
-                               threshold=float(threshold), chips=len(chips), seeds=plan.seeds(len(chips)),
+                               threshold=float(threshold), chips=len(chips), seeds=plan.seeds(len(chips), key),
                                drops=tuple(float(d) for d in chips), mean_drop=float(chips.mean()),
                                sd_drop=float(chips.std(ddof=1)), upper_bound=upper, lower_bound=lower,
                                population=plan.population,
                                samples=int(measured.shape[1]) if plan.population == "chips_and_images" else 0,
-                               sample_se=sample_se)
+                               sample_se=sample_se, draw=plan.draw)

@@ -183,7 +183,8 @@ class Certifier:
             result = self.oracle.evaluate(mapping, t_s, seeds=seeds)
             return [result.baseline - accuracy for accuracy in result.per_seed]
 
-        return population_statement(chip_drops, threshold, self.plan)
+        key = f"{self.oracle.spec.name}/{''.join('1' if a else '0' for a in mapping)}/{float(t_s)!r}"
+        return population_statement(chip_drops, threshold, self.plan, key=key)
 
 
 @dataclass(frozen=True)

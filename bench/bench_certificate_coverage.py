@@ -8,8 +8,8 @@ Student-t bound, which assumes the chips' drops are roughly normal. This benchma
 assumption where it matters:
 
 1. One certified mapping of bench/results/compare.json (network, t, threshold, method) is measured
-   on ``--chips`` programmed chips (seeds 2000, 2001, ...: none the searches, the certificate or the
-   report use) on the certification images (conf/evaluate.yaml's ``certify``: validation [1000, 2000)), fast path, shared cache: an
+   on ``--chips`` programmed chips (seeds 2000, 2001, ...: none the searches, the report or the shared
+   certification draw use) on the certification images (conf/evaluate.yaml's ``certify``: validation [1000, 2000)), fast path, shared cache: an
    empirical chip population. Reported: its mean, standard deviation and skewness.
 2. Sequential statements (the default plan, chips part only: the images are held fixed) are
    simulated ``--trials`` times on chips drawn from (a) a normal population with the same

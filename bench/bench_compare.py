@@ -1,7 +1,8 @@
 """Mapping methods side by side on the zoo, every emitted mapping certified and scored out of sample.
 
     python -m bench.bench_compare [--policy policies/default.zip] [--networks ...] [--fresh]
-        [--certify-population chips_and_images|chips]   # chips: the protocol of the committed rows
+        [--certify-population chips_and_images|chips] [--certify-draw shared|per_statement]
+        # the committed rows: --certify-population chips --certify-draw shared
     AIMC_TRUSTED_PACKAGES=bench.networks python -m bench.bench_compare --networks \
         --network-files bench/networks/mixer.yaml          # a bring-your-own network, held out
 
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from accuracy.population import POPULATIONS
+from accuracy.population import DRAWS, POPULATIONS
 from agents.methods import METHODS, applicable_names
 from bench.common import RESULTS_DIR, TIMES, certify_config, objective, write_result
 from common.io import atomic_write
@@ -362,13 +363,18 @@ def policy_record(path: str) -> dict[str, Any]:
     return record
 
 
+# What a certification plan recorded before a key existed meant (accuracy/population.py): chips on
+# the certification images only, every statement on the same chips.
+PLAN_BEFORE_KEY = {"population": "chips", "draw": "shared"}
+
+
 def recorded_certify(previous: dict) -> dict | None:
-    """The certification protocol of recorded rows; rows recorded before the plan named its
-    population were certified over chips on the certification images (``population: chips``)."""
+    """The certification protocol of recorded rows, with the keys a plan recorded before they
+    existed did not name (``PLAN_BEFORE_KEY``)."""
     certify = previous.get("certify")
-    if not certify or not certify.get("plan") or "population" in certify["plan"]:
+    if not certify or not certify.get("plan"):
         return certify
-    return {**certify, "plan": {**certify["plan"], "population": "chips"}}
+    return {**certify, "plan": {**PLAN_BEFORE_KEY, **certify["plan"]}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="whom the certificate speaks for (accuracy/population.py): unseen chips and images, "
                              "or chips on the certification images only (the protocol of rows recorded before "
                              "the choice existed); default: conf/evaluate.yaml's")
+    parser.add_argument("--certify-draw", choices=DRAWS, default=certify_config()["plan"].get("draw", "shared"),
+                        help="the certification chips: the same for every statement, or drawn per statement "
+                             "(accuracy/population.py); default: conf/evaluate.yaml's")
     parser.add_argument("--fresh", action="store_true", help="forget networks measured earlier and start over")
     parser.add_argument("--resummarise", action="store_true",
                         help="recompute the summary and Markdown of the existing results/compare.json, no mapping")
@@ -423,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     # the same-budget proposers get the policy's exact budget; the reference search its own
     cfg["method_options"] = {**{m: {"evaluations": args.policy_evaluations} for m in SAME_BUDGET},
                              "search": {"budget": args.search_budget}}
-    cfg["certify"]["plan"] = {**(cfg["certify"].get("plan") or {}), "population": args.certify_population}
+    cfg["certify"]["plan"] = {**(cfg["certify"].get("plan") or {}), "population": args.certify_population,
+                                "draw": args.certify_draw}
     policy = policy_record(args.policy)
     trained_on = policy.get("profile", "exact")
     if trained_on != args.profile:

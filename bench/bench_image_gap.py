@@ -6,7 +6,8 @@ Takes one certified row of bench/results/compare.json (network, drift time, thre
 and measures its mapping's mean drop, with its standard deviation over chips and the image
 sample's standard error (per-image drops averaged over chips), on:
 
-* the certification images (validation [1000, 2000)) with the certification chips 1000-1007,
+* the certification images (validation [1000, 2000)) with the certification chips 1000-1007 (the shared
+  draw's, on which the comparison's rows were certified),
 * the same images with 8 other chips (seeds 100-107),
 * those 8 chips on the other validation images ([0, 1000) and [2000, end)),
 * those 8 chips on the test split ([0, 2000), the final report's images, and [2000, 5000)).

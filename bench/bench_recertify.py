@@ -1,11 +1,13 @@
 """Certify the comparison's mappings again under another population statement (no repair).
 
     python -m bench.bench_recertify [--network resnet20] [--failing] [--population chips_and_images]
+                                    [--draw shared|per_statement]
 
 Every distinct mapping that bench/results/compare.json records as certified ("holds") for
 ``--network`` (``--failing``: only those whose out-of-sample check on the test split failed) is
-certified again on the same certification chips and images (conf/evaluate.yaml's ``certify``) with
-``--population`` (accuracy/population.py), and the new decision is set beside the recorded one and
+certified again on the certification images of conf/evaluate.yaml's ``certify`` with
+``--population`` and ``--draw`` (the same chips for every mapping, or chips drawn per statement;
+accuracy/population.py), and the new decision is set beside the recorded one and
 the test-split result: which failures the statement would have refused, and which holding
 mappings it would now refuse. Fast path, shared SQLite cache. JSON in
 bench/results/recertify.json (one entry per network, kept across runs).
@@ -24,7 +26,7 @@ from tqdm import tqdm
 from accuracy.cache import ResultCache
 from accuracy.noise import NoiseConfig
 from accuracy.oracle import AccuracyOracle
-from accuracy.population import POPULATIONS, PopulationPlan
+from accuracy.population import DRAWS, POPULATIONS, PopulationPlan
 from agents.verify import Certifier
 from accuracy.profiles import DEFAULT_CACHE
 from bench.common import RESULTS_DIR, TIMES, certify_config, write_rows
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", default="resnet20")
     parser.add_argument("--failing", action="store_true", help="only mappings that failed on the test split")
     parser.add_argument("--population", choices=POPULATIONS, default="chips_and_images")
+    parser.add_argument("--draw", choices=DRAWS, default=certify_config()["plan"].get("draw", "shared"),
+                        help="the certification chips (default: conf/evaluate.yaml's)")
     args = parser.parse_args(argv)
     compare = RESULTS_DIR / "compare.json"
     rows = json.loads(compare.read_text())["rows"] if compare.is_file() else []
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"run python -m bench.bench_compare --networks {args.network} first")
     use_fast_malloc()
     certify = certify_config()
-    plan = PopulationPlan.of({**certify["plan"], "population": args.population})
+    plan = PopulationPlan.of({**certify["plan"], "population": args.population, "draw": args.draw})
     oracle = AccuracyOracle(NetworkSpec.zoo(args.network), NoiseConfig(name="lionheart"), images=certify["images"],
                             image_offset=certify["image_offset"], seeds=plan.all_seeds(),
                             cache=ResultCache(DEFAULT_CACHE))
@@ -71,15 +75,16 @@ def main(argv: list[str] | None = None) -> int:
                    f"image se {statement.sample_se:.2f}, upper {statement.upper_bound:.2f}")
     failing = [f for f in found if not f["holds_on_test"]]
     holding = [f for f in found if f["holds_on_test"]]
-    entry = {"network": args.network, "population": args.population, "plan": dataclasses.asdict(plan), "failing_only": args.failing,
-             "mappings": found,
+    entry = {"network": args.network, "population": args.population, "draw": args.draw,
+             "plan": dataclasses.asdict(plan), "failing_only": args.failing, "mappings": found,
              "test_failures_refused": sum(f["statement"]["decision"] != "holds" for f in failing),
              "test_failures": len(failing),
              "test_holding_refused": sum(f["statement"]["decision"] != "holds" for f in holding),
              "test_holding": len(holding)}
     print(f"{args.network}: of {len(failing)} mappings failing on the test split, {entry['test_failures_refused']} "
           f"refused; of {len(holding)} holding, {entry['test_holding_refused']} refused")
-    print(f"wrote {write_rows('recertify', entry, ('network', 'population'))}")
+    path = write_rows("recertify", entry, ("network", "population", "draw", "failing_only"), defaults={"draw": "shared"})
+    print(f"wrote {path}")
     return 0
 
 

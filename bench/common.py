@@ -83,10 +83,13 @@ def certified_row(parser, args) -> dict[str, Any]:
     return chosen[0]
 
 
-def write_rows(name: str, entry: dict[str, Any], fields: tuple[str, ...]) -> Path:
+def write_rows(name: str, entry: dict[str, Any], fields: tuple[str, ...],
+               defaults: dict[str, Any] | None = None) -> Path:
     """Write ``entry`` into bench/results/<name>.json's rows, replacing an earlier row with the same
-    ``fields`` and keeping the others (results measured one network or mapping at a time)."""
+    ``fields`` and keeping the others (results measured one network or mapping at a time).
+    ``defaults``: a field's value in rows written before the field existed."""
     path = RESULTS_DIR / f"{name}.json"
     earlier = json.loads(path.read_text()).get("rows", []) if path.is_file() else []
-    key = lambda row: tuple(row[field] for field in fields)  # noqa: E731
+    defaults = defaults or {}
+    key = lambda row: tuple(row.get(field, defaults.get(field)) for field in fields)  # noqa: E731
     return write_result(name, {"rows": [r for r in earlier if key(r) != key(entry)] + [entry]})

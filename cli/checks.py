@@ -220,12 +220,12 @@ def check_certify(cfg: Mapping[str, Any]) -> None:
         plan = PopulationPlan.of(part.get("plan"))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"certify.plan: {error}") from None
-    chips = set(plan.all_seeds())
+    chips = plan.seed_range()
     for section in ("verify", "report"):
-        shared = chips & set(cfg[section]["seeds"])
+        shared = sorted(seed for seed in cfg[section]["seeds"] if seed in chips)
         if shared:
-            raise ConfigError(f"certify.plan chips (seeds {plan.seed_start}..{plan.seed_start + plan.max_chips - 1}) "
-                              f"share seeds {sorted(shared)} with {section}.seeds; move certify.plan.seed_start")
+            raise ConfigError(f"certify.plan chips (seeds {chips.start}..{chips.stop - 1}, draw {plan.draw}) "
+                              f"share seeds {shared} with {section}.seeds; move certify.plan.seed_start")
 
 
 def check_evaluate(cfg: Mapping[str, Any], out_dir: str | Path | None = None) -> None:

@@ -68,6 +68,8 @@ EVALUATE_CASES = [
     (["certify.plan.population=wafers"], "certify.plan: population must be one of"),
     (["certify.plan.first_chips=1"], "certify.plan: population plan needs first_chips >= 2"),
     (["certify.plan.seed_start=100"], "share seeds [100, 101, 102, 103, 104, 105, 106, 107] with report.seeds"),
+    (["certify.plan.draw=per_statement", "certify.plan.seed_start=50"], "draw per_statement) share seeds [100, 101"),
+    (["certify.plan.draw=every"], "certify.plan: draw must be one of"),
     (["+certify.plan.chips=3"], "certify.plan: unknown population-plan key(s) chips"),
     (["policy_evaluations=0"], "policy_evaluations must be >= 1"),
     (["networks=[alexnet]"], "unknown network 'alexnet'"),

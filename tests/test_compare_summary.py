@@ -82,3 +82,14 @@ def test_a_bad_network_file_is_a_usage_error_before_any_work(tmp_path, capsys, c
         main(["--networks", "--network-files", str(path), "--policy", str(tmp_path / "absent.zip")])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_rows_recorded_before_a_plan_key_existed_resume_under_what_they_meant():
+    from bench.bench_compare import recorded_certify
+
+    old = {"certify": {"enabled": True, "images": 1000, "plan": {"confidence": 0.95, "first_chips": 4}}}
+    assert recorded_certify(old)["plan"] == {"confidence": 0.95, "first_chips": 4, "population": "chips",
+                                             "draw": "shared"}
+    named = {"certify": {"plan": {"population": "chips_and_images", "draw": "per_statement"}}}
+    assert recorded_certify(named) == named["certify"]
+    assert recorded_certify({}) is None

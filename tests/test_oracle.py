@@ -160,6 +160,20 @@ def test_chips_stacked_in_one_pass_equal_chips_one_pass_each(oracle):
     assert weights == [oracle._accuracy_chips(mapping, YEAR, (seed,), "weights")[0] for seed in (0, 1)]
 
 
+def test_programmed_chips_kept_in_memory_are_bounded_and_forgetting_one_changes_nothing(monkeypatch, fashion):
+    import accuracy.oracle as module
+
+    monkeypatch.setattr(module, "MEMO_CHIPS", 2)
+    oracle = AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=200,
+                            seeds=(0,), batch_size=200, data=fashion.validation)
+    mapping = all_analog(oracle)
+    first = oracle._accuracy_chips(mapping, YEAR, (5,), "fast")
+    later = oracle._accuracy_chips(mapping, YEAR, (6, 7, 8), "fast")
+    assert {key[1] for key in oracle._states} == {7, 8} and {key[1] for key in oracle._programmed} == {7, 8}
+    assert oracle._accuracy_chips(mapping, YEAR, (5,), "fast") == first  # programmed again, identically
+    assert oracle._accuracy_chips(mapping, YEAR, (6, 7, 8), "fast") == later
+
+
 def test_chips_per_call_and_image_offset_are_part_of_the_key(oracle, fashion):
     mapping = all_analog(oracle)
     default = oracle.evaluate(mapping, YEAR)

@@ -26,6 +26,8 @@ def test_plan_looks_and_seeds():
         PopulationPlan(criterion="median")
     with pytest.raises(ValueError, match="population"):
         PopulationPlan(population="wafers")
+    with pytest.raises(ValueError, match="draw"):
+        PopulationPlan(draw="every")
 
 
 def test_clear_cases_decide_at_the_first_look_and_borderline_runs_to_the_cap():
@@ -58,6 +60,49 @@ def test_chips_are_added_in_batches_without_repeating_a_seed():
     statement = population_statement(chips, 1.1, plan)
     assert asked == [(5, 6, 7), (8, 9), (10, 11)]
     assert statement.chips == 7 and statement.decision == UNDECIDED
+
+
+def test_a_statement_drawn_per_statement_has_its_own_chips_outside_the_shared_ones():
+    plan = chips_only(draw="per_statement", first_chips=3, batch_chips=2, max_chips=7, seed_start=5)
+    first, other = plan.seeds(7, "net/0110/86400.0"), plan.seeds(7, "net/0111/86400.0")
+    assert first == plan.seeds(7, "net/0110/86400.0") and not set(first) & set(other)  # reproducible, independent
+    shared = set(chips_only(first_chips=3, batch_chips=2, max_chips=7, seed_start=5).all_seeds())
+    for seeds in (first, other):
+        assert not set(seeds) & shared and all(seed in plan.seed_range() for seed in seeds)
+        assert seeds == tuple(range(seeds[0], seeds[0] + 7)) and (seeds[0] - 5) % 7 == 0
+    with pytest.raises(ValueError, match="needs the statement's key"):
+        plan.seeds(3)
+    asked = []
+
+    def chips(seeds):
+        asked.append(seeds)
+        return [1.0 + 0.3 * (s % 2) for s in seeds]
+
+    statement = population_statement(chips, 1.1, plan, key="net/0110/86400.0")
+    assert sum(asked, ()) == first and statement.seeds == first and statement.draw == "per_statement"
+
+
+def test_one_lucky_draw_of_chips_is_not_shared_by_every_mapping():
+    """Chips differ the same way for every mapping (a chip's programming noise is the chip's). When
+    the shared chips happen to be lucky, every mapping just above the threshold is declared holding;
+    drawn per statement, each mapping's chance is its own."""
+    rng = np.random.default_rng(3)
+    luck = {}  # seed -> the chip's offset, the same for every mapping
+
+    def chip(seed):
+        if seed not in luck:
+            luck[seed] = -0.8 if 1000 <= seed < 1016 else float(rng.normal(0.0, 0.5))
+        return luck[seed]
+
+    def mapping_drops(mapping):  # true mean drop 1.05 over the chip population, threshold 1
+        return lambda seeds: [1.05 + chip(s) + 0.1 * np.sin(mapping * 7 + s) for s in seeds]
+
+    wrong = {}
+    for draw in ("shared", "per_statement"):
+        plan = chips_only(draw=draw)
+        wrong[draw] = np.mean([population_statement(mapping_drops(m), 1.0, plan, key=f"net/{m}/1.0").holds
+                               for m in range(100)])
+    assert wrong["shared"] == 1.0 and wrong["per_statement"] <= 0.10
 
 
 @pytest.mark.parametrize("criterion, true_value", [("mean", "mean"), ("quantile", "quantile")])
@@ -163,6 +208,28 @@ def test_certification_repairs_until_the_statement_holds_on_unseen_chips_and_ima
     assert nothing.holds and nothing.chips == 0
     # the statement's chips and images are the certifier's, none of the searches' (seeds 0, 1; images [0, 1000))
     assert min(certified.statement.seeds, default=1000) >= 1000 and oracle.image_offset == 1000
+
+
+@pytest.mark.usefixtures("fashion")
+def test_the_certifier_draws_each_mappings_chips_from_the_network_mapping_and_time():
+    from accuracy.noise import NoiseConfig
+    from accuracy.oracle import AccuracyOracle
+    from agents.verify import Certifier
+    from envs.tasks import build_task
+    from workloads.registry import NetworkSpec
+
+    task = build_task("lenet5")
+    oracle = AccuracyOracle(NetworkSpec.zoo("lenet5"), NoiseConfig(name="lionheart"), images=100, image_offset=1000,
+                            seeds=(1000,))
+    plan = PopulationPlan(draw="per_statement", first_chips=2, batch_chips=1, max_chips=2)
+    certifier = Certifier(oracle, plan)
+    one, two = (np.flatnonzero(task.cost.analog_capable)[:2])
+    first, second = np.zeros(len(task.cost.tiles), bool), np.zeros(len(task.cost.tiles), bool)
+    first[one], second[two] = True, True
+    statements = [certifier(first, 86_400.0, 5.0), certifier(second, 86_400.0, 5.0), certifier(first, 3600.0, 5.0)]
+    assert len({s.seeds for s in statements}) == 3 and all(s.draw == "per_statement" for s in statements)
+    assert statements[0].seeds == plan.seeds(2, "lenet5/" + "".join("1" if a else "0" for a in first) + "/86400.0")
+    assert certifier(first, 86_400.0, 2.0).seeds == statements[0].seeds  # the threshold does not redraw
 
 
 def test_repair_finds_the_fewest_layers_to_move_by_binary_search():

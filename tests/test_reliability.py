@@ -143,7 +143,10 @@ def test_ctrl_c_saves_an_interrupted_model_and_exits_130(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "train.py", f"hydra.run.dir={tmp_path}", "experiment=smoke", "train.total_timesteps=200000",
          "train.eval_every=100000"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=PROJECT_ROOT, env=SUBPROCESS_ENV)
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=PROJECT_ROOT, env=SUBPROCESS_ENV,
+        # a Ctrl-C at a terminal reaches a foreground job; a suite started in the background
+        # (`make test &`) ignores SIGINT and its children would inherit that and never see one
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
 
     def read() -> None:
