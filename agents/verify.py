@@ -175,7 +175,7 @@ class Certifier:
         mapping = np.asarray(mapping, bool)
         if not mapping.any():  # all-digital: no analog error on any chip
             return PopulationStatement(HOLDS, self.plan.criterion, self.plan.confidence, float(threshold), 0, (),
-                                       (), 0.0, 0.0, 0.0, 0.0, population=self.plan.population)
+                                       (), 0.0, 0.0, 0.0, 0.0, population=self.plan.population, draw=self.plan.draw)
         def chip_drops(seeds: tuple[int, ...]) -> list[float] | np.ndarray:
             self.chip_passes += len(seeds)
             if self.plan.population == "chips_and_images":  # per chip and sample: the images' error too
