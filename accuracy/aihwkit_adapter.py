@@ -7,6 +7,8 @@ Everything else talks to aihwkit through this narrow interface:
 * :func:`program_and_drift` programs a converted layer and drifts it to ``t`` seconds,
   deterministically for a seed, without disturbing the caller's RNG streams.
 * :func:`read_tiles` reads what the fast path needs from the programmed, drifted tiles.
+* :func:`device_weight` is the weight one programmed, drifted chip applies for a layer: what
+  hardware-aware training trains against.
 
 Facts about aihwkit 1.1.0's pure-torch inference tiles that this module relies on (each was
 checked by running code; see tests/test_aihwkit_adapter.py):
@@ -178,3 +180,13 @@ def read_tiles(analog: nn.Module) -> LayerState:
         in_start += int(in_size)
     return LayerState(tuple(tiles), None if bias is None else bias.detach().clone(),
                       in_features=in_start, out_features=out_start)
+
+
+def device_weight(module: nn.Module, noise: NoiseConfig, t_s: float, seed: int) -> torch.Tensor:
+    """The weight a chip programmed with ``seed`` applies for ``module`` ``t_s`` seconds after
+    programming (programming noise, drift, read noise, drift compensation and mapping scales
+    folded in), in the module's own weight shape; the module is left untouched. The I/O
+    non-idealities (DAC, ADC, output noise) act on activations and are not in it."""
+    analog = to_analog(module, noise)
+    program_and_drift(analog, t_s, seed)
+    return read_tiles(analog).effective_weight().reshape(module.weight.shape)

@@ -204,6 +204,13 @@ class RawScores:
                 "values": {k: np.where(np.isnan(v), None, v).tolist() for k, v in self.values.items()},
                 "cost": self.cost}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RawScores":
+        """The inverse of :meth:`to_dict` (None reads back as NaN)."""
+        return cls(data["network"], tuple(float(t) for t in data["times_s"]),
+                   {k: np.array([[np.nan if x is None else x for x in row] for row in v], dtype=float)
+                    for k, v in data["values"].items()}, dict(data["cost"]))
+
 
 def _batches(oracle: AccuracyOracle) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The oracle's images in the oracle's batches (the analog twins' bound management and noise

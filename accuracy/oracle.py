@@ -394,6 +394,14 @@ class AccuracyOracle:
             return self._accuracies(hybrid, chips=len(seeds))
 
     @contextlib.contextmanager
+    def programmed_network(self, mapping: Iterable, t_s: float, seed: int) -> Iterator[nn.Module]:
+        """The network with ``mapping``'s analog layers on chip ``seed`` at ``t_s`` (fast path), for
+        an experiment of one's own; the oracle's model is restored on exit."""
+        method, m = self._checked(mapping, t_s, "fast")
+        with self._hybrid(m, t_s, (int(seed),), method) as hybrid:
+            yield hybrid
+
+    @contextlib.contextmanager
     def _hybrid(self, mapping: np.ndarray, t_s: float, seeds: Sequence[int], method: str) -> Iterator[nn.Module]:
         """The network with the analog layers of ``mapping`` on the chips ``seeds`` (stacked)."""
         generators = [torch.Generator().manual_seed(layer_seed(seed, 10_000)) for seed in seeds]

@@ -110,7 +110,8 @@ def network_measurements(evaluator) -> dict[str, Any]:
             weight = artifact["images"] * artifact["chips"] / (v.images * len(v.seeds))
             profiling = {"source": "exact", **artifact, "eval_equivalents": round(artifact["evaluations"] * weight, 2),
                          "seconds": round(artifact["evaluations"] * weight * seconds, 1)}
-    return {"exact_eval_s": round(seconds, 3), "profiling": profiling}
+    return {"checkpoint": evaluator.spec.checkpoint_sha256(), "exact_eval_s": round(seconds, 3),
+            "profiling": profiling}
 
 
 def compare_network(network, mapper, cfg: dict[str, Any], methods: tuple[str, ...] = METHODS_COMPARED,
@@ -425,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.policy_file import load_policy
     from agents.ppo import PolicyMapper
+    from workloads.registry import NetworkSpec
 
     mapper = PolicyMapper(load_policy(args.policy))
     cfg = evaluate_config([f"hw={args.hw}", f"policy_evaluations={args.policy_evaluations}", "progress=false",
@@ -456,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     methods = tuple(args.methods)
     for name, network in specs.items():
         done = [r for r in earlier if r["network"] == name]
+        checkpoint = (network if not isinstance(network, str) else NetworkSpec.zoo(network)).checkpoint_sha256()
+        if not measured_with(meta["networks"], name, checkpoint):
+            done = []
+            meta["networks"].pop(name, None)
         before = list(rows)
         # every point as soon as it is done: an interrupted run keeps it and a later run goes on from
         # there (only the methods a point lacks are run)
@@ -477,6 +483,12 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{m} {v:.2f}" for m, v in s["out_of_sample_hold_rate"].items() if v is not None))
     print(f"wrote {path}")
     return 0
+
+
+def measured_with(networks: dict[str, dict], name: str, checkpoint: str) -> bool:
+    """Whether the network's recorded rows and measurements were taken with this checkpoint
+    (sha256); rows of another checkpoint, or recorded before checkpoints were, are measured again."""
+    return networks.get(name, {}).get("checkpoint") == checkpoint
 
 
 def network_file(path: str, parser: argparse.ArgumentParser):

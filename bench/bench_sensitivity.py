@@ -47,7 +47,7 @@ from scipy.stats import spearmanr
 
 from accuracy.cheap_sensitivity import (CALIBRATION_PATH, COMPETITORS, ESTIMATORS, SEQUENCE_POSITIONS,
                                         Calibration, CalibrationFile, RawScores, cheap_profile, measure,
-                                        parse_calibration, profile_from_raw, select_calibration)
+                                        load_calibration, parse_calibration, profile_from_raw, select_calibration)
 from accuracy.noise import NoiseConfig, load_noise
 from accuracy.oracle import AccuracyOracle
 from accuracy.profiles import NetworkAccuracyData, artifact_cost, load_or_build, plan_for
@@ -208,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="recompute the agreement with the committed test-split reports "
                              "(docs/sensitivity/) from the stored raw scores of bench/results/sensitivity.json; "
                              "nothing is measured")
+    parser.add_argument("--keep-stored", action="store_true",
+                        help="networks not named keep their rows and raw scores from bench/results/sensitivity.json; "
+                             "the calibration is refitted from the stored raw scores of the training networks not "
+                             "named and must come out as committed (to measure a held-out network again, e.g. "
+                             "after its checkpoint changed)")
     args = parser.parse_args(argv)
     if args.rescore:
         path = RESULTS_DIR / "sensitivity.json"
@@ -224,6 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     noise = load_noise("lionheart")
     artifacts, plans, raws, skipped = {}, {}, {}, {}
+    kept: dict[str, dict] = {}
+    if args.keep_stored:
+        path = RESULTS_DIR / "sensitivity.json"
+        if not path.is_file():
+            parser.error(f"--keep-stored: {path} does not exist: run the benchmark on every network first")
+        for row in json.loads(path.read_text())["networks"]:
+            name = row["network"]
+            if name in args.networks:
+                continue
+            kept[name] = row
+            raws[name] = RawScores.from_dict(row["raw"])
+            artifacts[name] = load_or_build(NetworkSpec.zoo(name), noise, allow_build=False, progress=False)
+            plans[name] = plan_for(NetworkSpec.zoo(name))
     for name in args.networks:
         spec = NetworkSpec.zoo(name)
         try:
@@ -240,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     calibrations, fits, candidates = fit_all(raws, artifacts)
     rows = []
     for name, raw in raws.items():
+        if name in kept:
+            rows.append(kept[name])
+            continue
         exact, macs = artifacts[name].profile, artifacts[name].profile.macs
         capable = ~np.isnan(exact.drops[:, 0])
         rows.append({"network": name, "role": "training" if name in TRAINING else "held_out",
@@ -250,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
                      "agreement_by_form": {e: {form: compare(profile_from_raw(raw, c, macs), exact, capable)
                                                for form, c in candidates[e].items()} for e in ESTIMATORS},
                      "raw": raw.to_dict()})
+    order = list(kept) + [n for n in args.networks if n not in kept]
+    if kept:  # the stored order, the re-measured networks in their places
+        stored = [r["network"] for r in json.loads((RESULTS_DIR / "sensitivity.json").read_text())["networks"]]
+        order = sorted(order, key=lambda n: stored.index(n) if n in stored else len(stored))
+    rows.sort(key=lambda r: order.index(r["network"]))
     default = choose_default(rows)
     calibration = CalibrationFile(default, calibrations, raws[next(iter(raws))].times_s, COMPETITORS,
                                   SEQUENCE_POSITIONS,
@@ -258,9 +284,14 @@ def main(argv: list[str] | None = None) -> int:
                                                              "at 1 day and 1 year, then lowest mean absolute error",
                                         "form_chosen_by": "leave-one-training-network-out mean absolute error "
                                                           "at the cheap times"})
+    if kept and calibration.to_dict() != load_calibration().to_dict():
+        parser.error("--keep-stored: the stored raw scores do not give the committed calibration "
+                     f"({CALIBRATION_PATH}); run the benchmark on every network")
     atomic_write(CALIBRATION_PATH, json.dumps(calibration.to_dict(), indent=2) + "\n")
     for row in rows:
         name = row["network"]
+        if name in kept:
+            continue
         plan = plans[name]
         exact = exact_evaluation_seconds(name, noise, plan.images, plan.seeds)
         start = time.perf_counter()

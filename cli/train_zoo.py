@@ -2,7 +2,11 @@
 
     python -m cli.train_zoo                                   # every zoo network, default recipe
     python -m cli.train_zoo --networks resnet20 --epochs 6 --hwa-epochs 1 --seed 0
+    python -m cli.train_zoo --networks resnet8 --device-phase-only   # phase 3 on the committed phases 1-2
     python -m cli.train_zoo --table                           # the README's zoo table
+
+Recipes with device-aware epochs (phase 3, ``workloads.train_zoo``) train against the device
+model of ``--noise`` (a ``conf/noise`` preset, the one the oracle evaluates with by default).
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from workloads.registry import zoo_names
-from workloads.train_zoo import CHECKPOINT_DIR, RECIPES, Recipe, accuracy_table, train_network
+from cli.plumbing import run_main
+from workloads.registry import NetworkError, zoo_names
+from workloads.train_zoo import CHECKPOINT_DIR, RECIPES, Recipe, RecipeError, accuracy_table, train_network
 
 
-def chip_spread() -> dict[str, float]:
-    """Per network, the chip-to-chip sd of the all-analog accuracy at 1 day, from
-    bench/results/chip_spread.json (``python -m bench.bench_chip_spread``), if it was measured."""
+def chip_spread() -> dict[str, str]:
+    """Per network, the chip-to-chip sd of the all-analog accuracy at 1 day from
+    bench/results/chip_spread.json (``python -m bench.bench_chip_spread``), if it was measured with
+    the current checkpoint, and with BN statistics re-estimated per chip where measured."""
     import json
 
     from common.paths import PROJECT_ROOT
@@ -26,7 +32,15 @@ def chip_spread() -> dict[str, float]:
     path = PROJECT_ROOT / "bench" / "results" / "chip_spread.json"
     if not path.is_file():
         return {}
-    return {row["network"]: row["all_analog_std"] for row in json.loads(path.read_text())["networks"]}
+    from workloads.registry import NetworkSpec
+
+    cells = {}
+    for row in json.loads(path.read_text())["networks"]:
+        if row.get("checkpoint") not in (None, NetworkSpec.zoo(row["network"]).checkpoint_sha256()):
+            continue  # measured on an earlier checkpoint
+        recalibrated = row.get("bn_recalibrated_std")
+        cells[row["network"]] = f"{row['all_analog_std']:.2f}" + (f" / {recalibrated:.2f}" if recalibrated else "")
+    return cells
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,20 +50,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="override the recipe's training epochs")
     parser.add_argument("--hwa-epochs", type=int, help="override the recipe's hardware-aware epochs")
+    parser.add_argument("--device-epochs", type=int, help="override the recipe's device-aware epochs (phase 3)")
+    parser.add_argument("--device-phase-only", action="store_true",
+                        help="run phase 3 alone on the checkpoint in --out, which must be phases 1-2 of the same recipe")
+    parser.add_argument("--noise", default="lionheart", help="the conf/noise preset phase 3 trains against")
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
     parser.add_argument("--table", action="store_true", help="print the accuracy table of trained checkpoints and exit")
     args = parser.parse_args(argv)
     if args.table:
         print(accuracy_table(args.out, chip_spread()))
         return 0
-    for name in args.networks:
-        recipe = RECIPES[name]
-        if args.epochs is not None:
-            recipe = Recipe(**{**asdict(recipe), "epochs": args.epochs})
-        if args.hwa_epochs is not None:
-            recipe = Recipe(**{**asdict(recipe), "hwa_epochs": args.hwa_epochs})
-        train_network(name, recipe, args.seed, args.out)
-    return 0
+
+    def train() -> int:
+        from accuracy.hwa import DeviceWeightNoise
+        from accuracy.noise import load_noise
+
+        for name in args.networks:
+            recipe = RECIPES[name]
+            overrides = {"epochs": args.epochs, "hwa_epochs": args.hwa_epochs, "device_epochs": args.device_epochs}
+            recipe = Recipe(**{**asdict(recipe), **{k: v for k, v in overrides.items() if v is not None}})
+            perturbation = DeviceWeightNoise(load_noise(args.noise)) if recipe.device_epochs else None
+            train_network(name, recipe, args.seed, args.out, perturbation, args.device_phase_only)
+        return 0
+
+    from accuracy.noise import NoiseConfigError
+
+    return run_main(train, (RecipeError, NoiseConfigError, NetworkError))
 
 
 if __name__ == "__main__":

@@ -93,3 +93,32 @@ def test_rows_recorded_before_a_plan_key_existed_resume_under_what_they_meant():
     named = {"certify": {"plan": {"population": "chips_and_images", "draw": "per_statement"}}}
     assert recorded_certify(named) == named["certify"]
     assert recorded_certify({}) is None
+
+
+def test_rows_of_another_checkpoint_are_measured_again():
+    from bench.bench_compare import measured_with
+
+    networks = {"resnet8": {"checkpoint": "a" * 64, "exact_eval_s": 8.0}, "mlp": {"exact_eval_s": 1.0}}
+    assert measured_with(networks, "resnet8", "a" * 64)
+    assert not measured_with(networks, "resnet8", "b" * 64)  # the checkpoint changed
+    assert not measured_with(networks, "mlp", "a" * 64)  # recorded before checkpoints were
+    assert not measured_with(networks, "vgg11", "a" * 64)  # never measured
+
+
+def test_the_committed_comparison_records_each_networks_checkpoint():
+    import json
+
+    import yaml
+
+    from bench.common import RESULTS_DIR
+    from common.paths import PROJECT_ROOT
+    from workloads.registry import NetworkSpec, zoo_names
+
+    document = json.loads((RESULTS_DIR / "compare.json").read_text())
+    stale = []
+    for name in {row["network"] for row in document["rows"]}:
+        spec = (NetworkSpec.zoo(name) if name in zoo_names() else
+                NetworkSpec.from_config(yaml.safe_load((PROJECT_ROOT / "bench" / "networks" / f"{name}.yaml").read_text())))
+        if document["networks"][name].get("checkpoint") != spec.checkpoint_sha256():
+            stale.append(name)
+    assert not stale, f"rows of an earlier checkpoint: python -m bench.bench_compare --networks {' '.join(stale)}"

@@ -4,7 +4,7 @@ Command line: ``python -m cli.train_zoo`` (every network) or ``--networks resnet
 
 The image classifiers learn Fashion-MNIST; ``gpt`` learns next-character prediction on the
 fortunes corpus (``workloads.datasets``), every position of a window being one prediction.
-Two phases per network:
+Two phases per network, three for recipes with ``device_epochs``:
 
 1. Standard training (SGD with Nesterov momentum and a one-cycle schedule for CNNs, AdamW for
    the MLP and the transformers), random 2-pixel shifts and horizontal flips of images (token
@@ -13,6 +13,13 @@ Two phases per network:
    of std ``0.08 * max|W|`` per Conv/Linear layer (aihwkit's ``ADD_NORMAL`` modifier with
    ``rel_to_actual_wmax``; the form of PCM programming noise, which is relative to g_max); the
    gradient is taken at the noisy weights and applied to the clean ones.
+3. Device-aware fine-tuning (recipes with ``device_epochs``): every step sees the weights of a
+   freshly programmed chip of the evaluation device model at a random age, with batch
+   normalisation frozen (``accuracy.hwa``; the noise source is handed in by the command line,
+   so this module does not depend on the accuracy model). It starts from phase 2's weights and
+   draws from its own seeded streams, so from the same phase-2 weights it trains the same
+   whether it follows phase 2 in one run or starts from the stored checkpoint of phases 1-2
+   (``python -m cli.train_zoo --device-phase-only``, which checks that checkpoint's metadata).
 
 Writes ``workloads/checkpoints/<name>.pt`` (a state dict, loadable with ``weights_only=True``),
 ``<name>.json`` (accuracies, recipe, seed, sha256, versions; for a language model also the test
@@ -28,9 +35,9 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,13 +60,26 @@ class Recipe:
     weight_decay: float = 5e-4
     batch_size: int = 128
     torch_threads: int = 0  # 0 = torch's default; results differ bitwise between thread counts
+    device_epochs: int = 0  # phase 3: device-aware fine-tuning at lr / 10 (needs a WeightPerturbation)
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run as asked; the message says what to do instead."""
+
+
+class WeightPerturbation(Protocol):
+    """Noise a training step sees on its weights (``accuracy.hwa.DeviceWeightNoise``)."""
+
+    def applied(self, layers: Sequence[nn.Module], generator: torch.Generator) -> ContextManager[None]: ...
+
+    def describe(self) -> dict: ...
 
 
 RECIPES = {
     "mlp": Recipe(epochs=12, hwa_epochs=2, lr=2e-3, optimizer="adamw", weight_decay=1e-4),
     "lenet5": Recipe(epochs=10, hwa_epochs=2, lr=0.05),
     "vgg11": Recipe(epochs=3, hwa_epochs=1, lr=0.05),
-    "resnet8": Recipe(epochs=6, hwa_epochs=1, lr=0.1),
+    "resnet8": Recipe(epochs=6, hwa_epochs=1, lr=0.1, device_epochs=4),
     "resnet20": Recipe(epochs=6, hwa_epochs=1, lr=0.1),
     "mobilenetv2": Recipe(epochs=3, hwa_epochs=1, lr=0.1, weight_decay=4e-5),
     "vit": Recipe(epochs=15, hwa_epochs=2, lr=2e-3, optimizer="adamw", weight_decay=0.05),
@@ -157,21 +177,32 @@ def _optimizer(model: nn.Module, recipe: Recipe, lr: float, total_steps: int):
 
 
 def run_phase(model: nn.Module, train: ImageSet, recipe: Recipe, epochs: int, lr: float,
-              generator: torch.Generator, noise_std: float, log) -> None:
-    """``epochs`` passes over ``train``; with ``noise_std > 0`` every step sees weight noise."""
+              generator: torch.Generator, noise_std: float, log,
+              perturbation: WeightPerturbation | None = None) -> None:
+    """``epochs`` passes over ``train``; with ``noise_std > 0`` every step sees additive weight
+    noise; with a ``perturbation`` every step sees its weights instead, with batch normalisation
+    frozen (eval mode: the running statistics are kept and not updated)."""
     steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
     opt, sched = _optimizer(model, recipe, lr, epochs * steps_per_epoch)
     layers = weight_layers(model)
     images_to_augment = not is_token_data(train)
     for epoch in range(epochs):
         model.train()
+        if perturbation is not None:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         order = torch.randperm(len(train), generator=generator)
         total_loss, started = 0.0, time.time()
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             images = augment(train.images[idx], generator) if images_to_augment else train.images[idx]
             opt.zero_grad(set_to_none=True)
-            if noise_std > 0:
+            if perturbation is not None:
+                with perturbation.applied(layers, generator):
+                    loss = F.cross_entropy(model(images), train.labels[idx])
+                    loss.backward()
+            elif noise_std > 0:
                 with WeightNoise(layers, noise_std, generator):
                     loss = F.cross_entropy(model(images), train.labels[idx])
                     loss.backward()
@@ -181,7 +212,8 @@ def run_phase(model: nn.Module, train: ImageSet, recipe: Recipe, epochs: int, lr
             opt.step()
             sched.step()
             total_loss += float(loss.detach())
-        log(f"  epoch {epoch + 1}/{epochs} noise={noise_std} loss={total_loss / steps_per_epoch:.4f} "
+        noise = perturbation.describe()["kind"] if perturbation is not None else noise_std
+        log(f"  epoch {epoch + 1}/{epochs} noise={noise} loss={total_loss / steps_per_epoch:.4f} "
             f"({time.time() - started:.0f} s)")
 
 
@@ -207,19 +239,54 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def train_network(network: str | NetworkSpec, recipe: Recipe, seed: int, out_dir: Path) -> dict:
+def train_network(network: str | NetworkSpec, recipe: Recipe, seed: int, out_dir: Path,
+                  perturbation: WeightPerturbation | None = None, device_phase_only: bool = False) -> dict:
     """Train ``network`` (a zoo name or a description's spec) with ``recipe``; write its
-    checkpoint, metadata and log to ``out_dir`` as ``<name>.pt``, ``.json`` and ``.log``."""
+    checkpoint, metadata and log to ``out_dir`` as ``<name>.pt``, ``.json`` and ``.log``.
+
+    ``perturbation``: the device noise of phase 3 (required when ``recipe.device_epochs`` > 0).
+    ``device_phase_only``: run phase 3 alone, on the checkpoint in ``out_dir``, which must be
+    phases 1-2 of the same recipe and seed (its metadata says so)."""
     spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
+    if recipe.device_epochs and perturbation is None:
+        raise RecipeError(f"{spec.name}: the recipe has {recipe.device_epochs} device-aware epochs; pass the device "
+                         "noise (accuracy.hwa.DeviceWeightNoise)")
+    if device_phase_only and not recipe.device_epochs:
+        raise RecipeError(f"{spec.name}: the recipe has no device-aware phase to run")
+    parent = _phases_1_2_checkpoint(spec.name, recipe, seed, out_dir) if device_phase_only else None
     with torch_threads(recipe.torch_threads):
-        return _train_network(spec, recipe, seed, out_dir)
+        return _train_network(spec, recipe, seed, out_dir, perturbation, parent)
 
 
-def _train_network(spec: NetworkSpec, recipe: Recipe, seed: int, out_dir: Path) -> dict:
+def _phases_1_2_checkpoint(name: str, recipe: Recipe, seed: int, out_dir: Path) -> dict:
+    """The metadata of ``out_dir``'s checkpoint of ``name`` if it is phases 1-2 of ``recipe`` with
+    ``seed`` and unchanged since written; otherwise a RecipeError saying why."""
+    path = out_dir / f"{name}.json"
+    if not path.is_file():
+        raise RecipeError(f"{name}: no checkpoint metadata {path} to start the device-aware phase from; "
+                         "train the whole recipe instead (without --device-phase-only)")
+    meta = json.loads(path.read_text())
+    known = {field.name for field in fields(Recipe)}
+    try:  # fields added to Recipe after the checkpoint was written take their defaults
+        stored = asdict(Recipe(**{k: v for k, v in meta.get("recipe", {}).items() if k in known}))
+    except TypeError:
+        stored = meta.get("recipe")
+    wanted = {**asdict(recipe), "device_epochs": 0}
+    if stored != wanted or meta.get("seed") != seed:
+        raise RecipeError(f"{name}: {path} records recipe {stored} and seed {meta.get('seed')}, not phases 1-2 of "
+                         f"{wanted} with seed {seed}; train the whole recipe instead")
+    if file_sha256(out_dir / f"{name}.pt") != meta.get("sha256"):
+        raise RecipeError(f"{name}: {out_dir / f'{name}.pt'} changed since its metadata was written; train the whole "
+                         "recipe instead")
+    return meta
+
+
+def _train_network(spec: NetworkSpec, recipe: Recipe, seed: int, out_dir: Path,
+                   perturbation: WeightPerturbation | None, parent: dict | None) -> dict:
     name = spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / f"{name}.log"
-    log_file = open(log_path, "w")
+    log_file = open(log_path, "a" if parent else "w")
 
     def log(message: str) -> None:
         print(message, flush=True)
@@ -230,28 +297,48 @@ def _train_network(spec: NetworkSpec, recipe: Recipe, seed: int, out_dir: Path) 
     generator = torch.Generator().manual_seed(seed)
     data = spec.data()
     model = spec.build()
+    if parent is not None:
+        model.load_state_dict(torch.load(out_dir / f"{name}.pt", weights_only=True))
     classes = model.eval()(data.train.images[:1]).shape[1]
     if classes != data.num_classes:
-        raise ValueError(f"{name}: the model scores {classes} classes but {data.name} has {data.num_classes}; "
+        raise RecipeError(f"{name}: the model scores {classes} classes but {data.name} has {data.num_classes}; "
                          f"set the model's class count (num_classes, or vocab_size) in conf/network/{name}.yaml")
     log(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, recipe {recipe}, seed {seed}, "
         f"{data.name}: {len(data.train)} / {len(data.validation)} / {len(data.test)} train / validation / test samples")
     started = time.time()
-    run_phase(model, data.train, recipe, recipe.epochs, recipe.lr, generator, 0.0, log)
-    clean_val = accuracy(model, data.validation)
-    log(f"  after training: validation {clean_val:.2f}%")
-    if recipe.hwa_epochs:
-        run_phase(model, data.train, recipe, recipe.hwa_epochs, recipe.lr / 10, generator, HWA_NOISE_STD, log)
+    if parent is None:
+        run_phase(model, data.train, recipe, recipe.epochs, recipe.lr, generator, 0.0, log)
+        clean_val = accuracy(model, data.validation)
+        log(f"  after training: validation {clean_val:.2f}%")
+        if recipe.hwa_epochs:
+            run_phase(model, data.train, recipe, recipe.hwa_epochs, recipe.lr / 10, generator, HWA_NOISE_STD, log)
+    else:
+        log(f"{name}: device-aware phase only, from the checkpoint of phases 1-2 (sha256 {parent['sha256']})")
+    device_phase: dict = {}
+    if recipe.device_epochs:
+        if parent is None:
+            log(f"  after phases 1-2: test {accuracy(model, data.test):.2f}%")
+        phase_started = time.time()
+        # its own streams: the same phase whether it follows phase 2 in this run or a stored checkpoint
+        torch.manual_seed(seed + 2)
+        run_phase(model, data.train, recipe, recipe.device_epochs, recipe.lr / 10,
+                  torch.Generator().manual_seed(seed + 2), 0.0, log, perturbation)
+        device_phase = {"device_noise": perturbation.describe(),
+                        "device_phase_seconds": round(time.time() - phase_started, 1)}
+        if parent is not None:
+            device_phase["phases_1_2"] = {key: parent[key] for key in
+                                          ("sha256", "test_accuracy", "test_accuracy_weight_noise", "train_seconds")}
     result = {
         "network": name,
         "dataset": data.name,
         "seed": seed,
         "recipe": asdict(recipe),
         "hwa_noise_std_rel_wmax": HWA_NOISE_STD,
+        **device_phase,
         "validation_accuracy": accuracy(model, data.validation),
         "test_accuracy": accuracy(model, data.test),
         "test_accuracy_weight_noise": noisy_accuracy(model, data.test, HWA_NOISE_STD, seed),
-        "train_seconds": round(time.time() - started, 1),
+        "train_seconds": round(time.time() - started + (parent["train_seconds"] if parent else 0.0), 1),
         **({"test_perplexity": perplexity(model, data.test),
             "unigram_test_accuracy": unigram_accuracy(data.train, data.test)} if is_token_data(data.test) else {}),
         "torch": torch.__version__,
@@ -271,15 +358,16 @@ def _train_network(spec: NetworkSpec, recipe: Recipe, seed: int, out_dir: Path) 
     return result
 
 
-def accuracy_table(out_dir: Path, chip_sd: dict[str, float] | None = None) -> str:
+def accuracy_table(out_dir: Path, chip_sd: dict[str, str] | None = None) -> str:
     """The README's zoo table, from the metadata written beside each checkpoint; ``chip_sd``: per
-    network, the standard deviation over programmed chips of the all-analog accuracy at 1 day
-    (measured by ``bench/bench_chip_spread.py``; "-" where not measured)."""
+    network, the cell of the standard deviation over programmed chips of the all-analog accuracy at
+    1 day (measured by ``bench/bench_chip_spread.py``; "-" where not measured)."""
     from workloads.layers import build_layer_table
 
     chip_sd = chip_sd or {}
     lines = ["| network | mappable layers | parameters | test accuracy (%) | with weight noise (%) | epochs + HWA epochs "
-             "| test perplexity | chip sd, all analog at 1 day (points) |",
+             "(+ device-aware) "
+             "| test perplexity | chip sd, all analog at 1 day (points): as trained / BN re-estimated per chip |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in RECIPES:
         path = out_dir / f"{name}.json"
@@ -291,9 +379,13 @@ def accuracy_table(out_dir: Path, chip_sd: dict[str, float] | None = None) -> st
         layers = len(build_layer_table(model, spec.input_shape, name))
         params = sum(p.numel() for p in model.parameters())
         perplexity_cell = f"{meta['test_perplexity']:.3f}" if "test_perplexity" in meta else "-"
+        recipe = meta["recipe"]
+        epochs = f"{recipe['epochs']} + {recipe['hwa_epochs']}"
+        if recipe.get("device_epochs"):
+            epochs += f" + {recipe['device_epochs']}"
         lines.append(f"| `{name}` | {layers} | {params:,} | {meta['test_accuracy']:.2f} | "
-                     f"{meta['test_accuracy_weight_noise']:.2f} | {meta['recipe']['epochs']} + {meta['recipe']['hwa_epochs']} "
-                     f"| {perplexity_cell} | {f'{chip_sd[name]:.2f}' if name in chip_sd else '-'} |")
+                     f"{meta['test_accuracy_weight_noise']:.2f} | {epochs} "
+                     f"| {perplexity_cell} | {chip_sd.get(name, '-')} |")
     return "\n".join(lines)
 
 
