@@ -61,7 +61,7 @@ from tqdm import tqdm
 
 from accuracy.cache import ResultCache, digest
 from accuracy.noise import NoiseConfig
-from accuracy.oracle import AccuracyOracle, AccuracyResult
+from accuracy.oracle import AccuracyOracle, AccuracyResult, mapping_bits
 from common.units import human_time
 from workloads.registry import TRUSTED_PACKAGES_ENV, NetworkSpec
 
@@ -145,7 +145,7 @@ class EvalJob:
 
     @classmethod
     def of(cls, options: OracleOptions, mapping: Iterable, t_s: float) -> "EvalJob":
-        return cls(options, "".join("1" if bool(a) else "0" for a in mapping), float(t_s))
+        return cls(options, mapping_bits(mapping), float(t_s))
 
     def bits(self) -> list[bool]:
         return [c == "1" for c in self.mapping]

@@ -5,7 +5,7 @@ noise and drift shift each channel's pre-activation mean and variance by a diffe
 every chip, and the running statistics frozen at training time cannot follow. Measured on the
 zoo's ResNet-8 (all layers analog at 1 day, 8 chips, 1,000 test images, fast path): 88.34% +-
 1.72 over chips; the same chips with their BN statistics re-estimated on 2,000 training images:
-91.31% +- 0.34. Additive weight noise seen with BN in training mode (the zoo's first
+91.29% +- 0.45 (``python -m bench.bench_chip_spread``). Additive weight noise seen with BN in training mode (the zoo's first
 hardware-aware phase) does not teach robustness to this: batch statistics absorb the shift.
 
 :class:`DeviceWeightNoise` gives every training step the weights of a freshly programmed chip at a

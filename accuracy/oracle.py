@@ -84,6 +84,12 @@ class AccuracyResult:
                    drop=baseline - mean, t_s=float(t_s), images=images, method=method)
 
 
+def mapping_bits(mapping: Iterable) -> str:
+    """A mapping as text, one character per mappable layer ("1" analog, "0" digital): how cache
+    keys, artifacts, results files and certificate keys write it."""
+    return "".join("1" if bool(a) else "0" for a in mapping)
+
+
 def layer_seed(seed: int, layer_index: int) -> int:
     """Programming seed of one layer under one repetition (independent streams per layer)."""
     return (int(seed) * 1_000_003 + int(layer_index) * 10_007 + 1) % (2**31 - 1)
@@ -265,7 +271,7 @@ class AccuracyOracle:
 
     def _key(self, mapping: np.ndarray, t_s: float, method: str, seeds: Sequence[int] | None = None) -> dict:
         key = {"oracle": ORACLE_VERSION, "checkpoint": self._checkpoint, "network": self.spec.name,
-               "mapping": "".join("1" if a else "0" for a in mapping), "t_s": float(t_s),
+               "mapping": mapping_bits(mapping), "t_s": float(t_s),
                "seeds": list(self.seeds if seeds is None else seeds), "images": self.images, "split": self.split,
                "batch": self.batch_size, "device": self.noise.digest(), "method": method,
                "aihwkit": adapter.AIHWKIT_VERSION}

@@ -24,7 +24,7 @@ import numpy as np
 from accuracy.backend import EvalJob, OracleOptions, evaluate_many, process_oracle
 from accuracy.cache import ResultCache
 from accuracy.noise import NoiseConfig
-from accuracy.oracle import ORACLE_VERSION
+from accuracy.oracle import ORACLE_VERSION, mapping_bits
 from accuracy.surrogate import T_GRID_S, DropSurrogate, SensitivityProfile
 from common.io import atomic_write
 from common.paths import PROJECT_ROOT
@@ -126,7 +126,7 @@ def build(spec: NetworkSpec, noise: NoiseConfig, plan: ProfilePlan, cache: Resul
     baseline = results[0].baseline
     profile = SensitivityProfile(T_GRID_S, drops, np.array([layer.macs for layer in oracle.table.layers], float))
     return {"key": artifact_key(spec, noise, plan), "baseline": baseline, "profile": profile.to_dict(),
-            "samples": {"mappings": ["".join("1" if a else "0" for a in m) for m in mappings],
+            "samples": {"mappings": [mapping_bits(m) for m in mappings],
                         "t_s": t_s.tolist(), "drops": [result.drop for result in samples],
                         "per_seed": [list(result.per_seed) for result in samples]},
             "seconds": round(time.time() - started, 1)}

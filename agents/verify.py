@@ -33,7 +33,7 @@ import numpy as np
 
 from accuracy.cache import ResultCache
 from accuracy.noise import load_noise
-from accuracy.oracle import AccuracyOracle
+from accuracy.oracle import AccuracyOracle, mapping_bits
 from accuracy.population import HOLDS, PopulationPlan, PopulationStatement, population_statement
 from accuracy.profiles import DEFAULT_CACHE
 from envs.tasks import MappingTask
@@ -183,7 +183,7 @@ class Certifier:
             result = self.oracle.evaluate(mapping, t_s, seeds=seeds)
             return [result.baseline - accuracy for accuracy in result.per_seed]
 
-        key = f"{self.oracle.spec.name}/{''.join('1' if a else '0' for a in mapping)}/{float(t_s)!r}"
+        key = f"{self.oracle.spec.name}/{mapping_bits(mapping)}/{float(t_s)!r}"
         return population_statement(chip_drops, threshold, self.plan, key=key)
 
 

@@ -27,7 +27,6 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from accuracy.noise import NoiseConfig
@@ -36,6 +35,7 @@ from bench.common import RESULTS_DIR, write_result
 from common.runtime import use_fast_malloc
 from common.units import DAY_S, human_time
 from workloads.registry import NetworkSpec, zoo_names
+from workloads.train_zoo import accuracy, batch_norm_layers
 
 
 def spread(name: str, chips: int, images: int, t_s: float, recalibration_images: int) -> dict:
@@ -50,7 +50,7 @@ def spread(name: str, chips: int, images: int, t_s: float, recalibration_images:
            "t_s": t_s, "digital": result.baseline, "all_analog_mean": result.mean, "all_analog_std": result.std,
            "per_chip": list(result.per_seed), "chips_for_0_25_points": int(np.ceil((1.96 * result.std / 0.25) ** 2)),
            "seconds": seconds}
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in oracle.model.modules()) and recalibration_images:
+    if batch_norm_layers(oracle.model) and recalibration_images:
         train = spec.data().train.images[:recalibration_images]
         recalibrated = [bn_recalibrated_accuracy(oracle, capable, t_s, seed, train) for seed in seeds]
         row.update({"bn_recalibrated_mean": float(np.mean(recalibrated)),
@@ -65,7 +65,7 @@ def bn_recalibrated_accuracy(oracle: AccuracyOracle, mapping: np.ndarray, t_s: f
     """Accuracy (percent) on the oracle's images of chip ``seed`` with every BN layer's statistics
     re-estimated on ``train`` through that chip; the checkpoint's statistics are restored after."""
     with oracle.programmed_network(mapping, t_s, seed) as network:
-        norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = batch_norm_layers(network)
         saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
                  for m in norms]
         try:
@@ -75,9 +75,7 @@ def bn_recalibrated_accuracy(oracle: AccuracyOracle, mapping: np.ndarray, t_s: f
             network.train()
             for start in range(0, len(train), batch):
                 network(train[start:start + batch])
-            network.eval()
-            correct = sum(int((network(oracle.data.images[s:s + batch]).argmax(1)
-                               == oracle.data.labels[s:s + batch]).sum()) for s in range(0, oracle.images, batch))
+            return accuracy(network, oracle.data, batch)  # in eval mode, with the re-estimated statistics
         finally:
             network.eval()
             for m, (mean, var, count, momentum) in zip(norms, saved):
@@ -85,7 +83,6 @@ def bn_recalibrated_accuracy(oracle: AccuracyOracle, mapping: np.ndarray, t_s: f
                 m.running_var.copy_(var)
                 m.num_batches_tracked.copy_(count)
                 m.momentum = momentum
-    return 100.0 * correct / oracle.images
 
 
 def main(argv: list[str] | None = None) -> int:

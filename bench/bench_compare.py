@@ -168,6 +168,8 @@ def bits(mapping: str) -> np.ndarray:
 
 def row_of(network: str, t_label: str, record: dict[str, Any]) -> dict[str, Any]:
     """A comparison row from an evaluate result record (``NetworkEvaluator.result``)."""
+    from accuracy.oracle import mapping_bits
+
     certificate = record["certified"]
     return with_objective({
         "network": network, "training": network in TRAINING, "t": t_label, "threshold": record["threshold"],
@@ -182,7 +184,7 @@ def row_of(network: str, t_label: str, record: dict[str, Any]) -> dict[str, Any]
         "certification_chip_passes": int(record["certification_chip_passes"]),
         "repaired_layers": int(record["repaired_layers"]), "wall_s": record["wall_s"],
         "analog_layers": int(sum(record["mapping"])), "proposal_analog_layers": int(sum(record["proposed_mapping"])),
-        "mapping": "".join("1" if a else "0" for a in record["mapping"]),
+        "mapping": mapping_bits(record["mapping"]),
     })
 
 

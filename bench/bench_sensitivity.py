@@ -230,18 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     noise = load_noise("lionheart")
     artifacts, plans, raws, skipped = {}, {}, {}, {}
     kept: dict[str, dict] = {}
+    stored_order: list[str] = []
     if args.keep_stored:
         path = RESULTS_DIR / "sensitivity.json"
         if not path.is_file():
             parser.error(f"--keep-stored: {path} does not exist: run the benchmark on every network first")
         for row in json.loads(path.read_text())["networks"]:
             name = row["network"]
+            stored_order.append(name)
             if name in args.networks:
                 continue
             kept[name] = row
             raws[name] = RawScores.from_dict(row["raw"])
-            artifacts[name] = load_or_build(NetworkSpec.zoo(name), noise, allow_build=False, progress=False)
-            plans[name] = plan_for(NetworkSpec.zoo(name))
+            if name in TRAINING:  # the calibration is refitted from these
+                artifacts[name] = load_or_build(NetworkSpec.zoo(name), noise, allow_build=False, progress=False)
     for name in args.networks:
         spec = NetworkSpec.zoo(name)
         try:
@@ -271,11 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                      "agreement_by_form": {e: {form: compare(profile_from_raw(raw, c, macs), exact, capable)
                                                for form, c in candidates[e].items()} for e in ESTIMATORS},
                      "raw": raw.to_dict()})
-    order = list(kept) + [n for n in args.networks if n not in kept]
     if kept:  # the stored order, the re-measured networks in their places
-        stored = [r["network"] for r in json.loads((RESULTS_DIR / "sensitivity.json").read_text())["networks"]]
-        order = sorted(order, key=lambda n: stored.index(n) if n in stored else len(stored))
-    rows.sort(key=lambda r: order.index(r["network"]))
+        rows.sort(key=lambda r: stored_order.index(r["network"]) if r["network"] in stored_order
+                  else len(stored_order))
     default = choose_default(rows)
     calibration = CalibrationFile(default, calibrations, raws[next(iter(raws))].times_s, COMPETITORS,
                                   SEQUENCE_POSITIONS,

@@ -96,6 +96,11 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
             if isinstance(m, (nn.Linear, nn.Conv2d)) and getattr(m, "groups", 1) == 1]
 
 
+def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's batch-normalisation layers (any dimension)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random shifts of up to 2 pixels (pad + crop) and horizontal flips, on a whole batch."""
     batch, _, height, width = images.shape
@@ -189,9 +194,8 @@ def run_phase(model: nn.Module, train: ImageSet, recipe: Recipe, epochs: int, lr
     for epoch in range(epochs):
         model.train()
         if perturbation is not None:
-            for module in model.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            for module in batch_norm_layers(model):
+                module.eval()
         order = torch.randperm(len(train), generator=generator)
         total_loss, started = 0.0, time.time()
         for step in range(steps_per_epoch):
