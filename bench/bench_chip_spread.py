@@ -1,6 +1,6 @@
 """How much one programmed chip differs from the next: the zoo's all-analog accuracy over chips.
 
-    python -m bench.bench_chip_spread [--networks ...] [--chips 8] [--images 1000] [--t-s 86400]
+    python -m bench.bench_chip_spread [--networks ...] [--chips 8] [--images 1000] [--t-s 86400] [--name chip_spread]
 
 For each zoo network: every analog-capable layer analog, drifted to t (1 day by default), on
 ``--chips`` programmed chips (programming seeds 100, 101, ...) and the first ``--images`` test
@@ -16,7 +16,7 @@ where the spread and the drop collapse, they come from the per-chip shift of cha
 that frozen running statistics cannot follow, which device-aware fine-tuning with frozen BN
 (``accuracy.hwa``) teaches the network to tolerate. The re-estimation is a diagnosis, not a
 deployment step: the oracle and every mapping use the checkpoint's statistics.
-JSON in bench/results/chip_spread.json.
+JSON in bench/results/chip_spread.json (``--name``: another file, for another protocol).
 """
 
 from __future__ import annotations
@@ -93,18 +93,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-s", type=float, default=DAY_S)
     parser.add_argument("--recalibration-images", type=int, default=2000,
                         help="training images per chip to re-estimate BN statistics on (0: skip that diagnosis)")
+    parser.add_argument("--name", default="chip_spread",
+                        help="result name: bench/results/<name>.json (another protocol, e.g. more chips, "
+                             "in a file of its own)")
     args = parser.parse_args(argv)
+    if not args.name.replace("_", "").isalnum():
+        parser.error(f"--name {args.name!r}: letters, digits and underscores only (it names a file in bench/results)")
     torch.set_num_threads(1)
     rows = [spread(name, args.chips, args.images, args.t_s, args.recalibration_images)
             for name in tqdm(args.networks, desc="networks")]
     # networks measured earlier with the same protocol are kept (a run on a subset adds to them)
-    previous = RESULTS_DIR / "chip_spread.json"
+    previous = RESULTS_DIR / f"{args.name}.json"
     if previous.is_file():
         old = json.loads(previous.read_text())
         if (old.get("t_s"), old.get("chips"), old.get("images")) == (args.t_s, args.chips, args.images):
             mine = {r["network"] for r in rows}
             rows = [r for r in old.get("networks", []) if r["network"] not in mine] + rows
-    path = write_result("chip_spread", {"t_s": args.t_s, "chips": args.chips, "images": args.images, "networks": rows})
+    path = write_result(args.name, {"t_s": args.t_s, "chips": args.chips, "images": args.images, "networks": rows})
     print(f"all layers analog at {human_time(args.t_s)}, {args.chips} chips, {args.images} test images")
     print(f"{'network':12s} {'digital':>8s} {'analog':>8s} {'chip sd':>8s} {'chips for +-0.25':>17s} "
           f"{'BN re-estimated: analog':>24s} {'chip sd':>8s}")

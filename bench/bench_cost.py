@@ -9,6 +9,7 @@ and the vectorised batch path. Target: at least 10,000 mappings per second.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -21,7 +22,8 @@ from workloads.registry import NetworkSpec
 TARGET_PER_S = 10_000
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # --help; no options
     system = load_system("alpine_like")
     cost: NetworkCost = network_cost(NetworkSpec.zoo("resnet20"), system)
     rng = np.random.default_rng(0)

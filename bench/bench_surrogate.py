@@ -19,6 +19,7 @@ error SE of each label and the expected |K-seed label - population mean| = sqrt(
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -51,7 +52,8 @@ def label_noise(per_seed: np.ndarray | None) -> dict | None:
             "expected_abs_error_vs_population": float(np.sqrt(2 / np.pi) * se.mean())}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # --help; no options
     noise = NoiseConfig(name="lionheart")
     results, missing = {}, []
     for name in zoo_names():

@@ -21,25 +21,31 @@ from workloads.registry import NetworkError, zoo_names
 from workloads.train_zoo import CHECKPOINT_DIR, RECIPES, Recipe, RecipeError, accuracy_table, train_network
 
 
-def chip_spread() -> dict[str, str]:
+def chip_spread(results_dir: Path | None = None) -> dict[str, str]:
     """Per network, the chip-to-chip sd of the all-analog accuracy at 1 day from
-    bench/results/chip_spread.json (``python -m bench.bench_chip_spread``), if it was measured with
-    the current checkpoint, and with BN statistics re-estimated per chip where measured."""
+    bench/results/chip_spread.json (``python -m bench.bench_chip_spread``: 8 chips, and with BN
+    statistics re-estimated per chip where measured) and, in brackets, from
+    bench/results/chip_spread_32.json (the same over 32 chips, ``--chips 32 --name chip_spread_32``),
+    each only if it was measured with the current checkpoint (``results_dir``: default bench/results)."""
     import json
 
     from common.paths import PROJECT_ROOT
-
-    path = PROJECT_ROOT / "bench" / "results" / "chip_spread.json"
-    if not path.is_file():
-        return {}
     from workloads.registry import NetworkSpec
 
+    def current_rows(name: str) -> dict[str, dict]:
+        path = (results_dir or PROJECT_ROOT / "bench" / "results") / f"{name}.json"
+        if not path.is_file():
+            return {}
+        return {row["network"]: row for row in json.loads(path.read_text())["networks"]  # not an earlier checkpoint's
+                if row.get("checkpoint") in (None, NetworkSpec.zoo(row["network"]).checkpoint_sha256())}
+
+    eight, many = current_rows("chip_spread"), current_rows("chip_spread_32")
     cells = {}
-    for row in json.loads(path.read_text())["networks"]:
-        if row.get("checkpoint") not in (None, NetworkSpec.zoo(row["network"]).checkpoint_sha256()):
-            continue  # measured on an earlier checkpoint
+    for network, row in eight.items():
         recalibrated = row.get("bn_recalibrated_std")
-        cells[row["network"]] = f"{row['all_analog_std']:.2f}" + (f" / {recalibrated:.2f}" if recalibrated else "")
+        cells[network] = f"{row['all_analog_std']:.2f}" + (f" / {recalibrated:.2f}" if recalibrated else "")
+    for network, row in many.items():
+        cells[network] = f"{cells.get(network, '-')} [{row['all_analog_std']:.2f}]"
     return cells
 
 

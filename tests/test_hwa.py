@@ -137,3 +137,12 @@ def test_bn_diagnosis_restores_the_checkpoints_statistics():
         assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var) and m.momentum == momentum
     assert not oracle.model.training
     assert oracle.evaluate(capable, DAY_S).mean == as_trained
+
+
+def test_chip_spread_result_name_must_be_a_plain_file_name(capsys):
+    from bench.bench_chip_spread import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--name", "../elsewhere"])
+    assert exit_info.value.code == 2
+    assert "letters, digits and underscores only" in capsys.readouterr().err

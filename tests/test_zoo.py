@@ -86,3 +86,20 @@ def test_bad_descriptions_are_reported():
         spec.build()
     with pytest.raises(NetworkError, match="unknown network 'nope'"):
         NetworkSpec.zoo("nope")
+
+
+def test_zoo_table_chip_spread_cells_skip_earlier_checkpoints(tmp_path):
+    """The zoo table's chip-spread cell: 8 chips (with BN re-estimated where measured) and the
+    32-chip figure in brackets, each only when measured with the network's current checkpoint."""
+    from cli.train_zoo import chip_spread
+
+    current = NetworkSpec.zoo("resnet8").checkpoint_sha256()
+    eight = {"networks": [
+        {"network": "resnet8", "checkpoint": current, "all_analog_std": 0.94, "bn_recalibrated_std": 0.35},
+        {"network": "lenet5", "checkpoint": "0" * 64, "all_analog_std": 0.39}]}  # an earlier checkpoint
+    many = {"networks": [{"network": "resnet8", "checkpoint": current, "all_analog_std": 0.75},
+                         {"network": "mlp", "checkpoint": "0" * 64, "all_analog_std": 0.40}]}
+    (tmp_path / "chip_spread.json").write_text(json.dumps(eight))
+    assert chip_spread(tmp_path) == {"resnet8": "0.94 / 0.35"}
+    (tmp_path / "chip_spread_32.json").write_text(json.dumps(many))
+    assert chip_spread(tmp_path) == {"resnet8": "0.94 / 0.35 [0.75]"}

@@ -81,7 +81,7 @@ RECIPES = {
     "vgg11": Recipe(epochs=3, hwa_epochs=1, lr=0.05),
     "resnet8": Recipe(epochs=6, hwa_epochs=1, lr=0.1, device_epochs=4),
     "resnet20": Recipe(epochs=6, hwa_epochs=1, lr=0.1),
-    "mobilenetv2": Recipe(epochs=3, hwa_epochs=1, lr=0.1, weight_decay=4e-5),
+    "mobilenetv2": Recipe(epochs=3, hwa_epochs=1, lr=0.1, weight_decay=4e-5, device_epochs=1),
     "vit": Recipe(epochs=15, hwa_epochs=2, lr=2e-3, optimizer="adamw", weight_decay=0.05),
     # One thread: the same checkpoint whatever the core count, and on 2 cores beside one other
     # busy process 0.37 s per step against 3.2 s with two threads.
@@ -365,13 +365,14 @@ def _train_network(spec: NetworkSpec, recipe: Recipe, seed: int, out_dir: Path,
 def accuracy_table(out_dir: Path, chip_sd: dict[str, str] | None = None) -> str:
     """The README's zoo table, from the metadata written beside each checkpoint; ``chip_sd``: per
     network, the cell of the standard deviation over programmed chips of the all-analog accuracy at
-    1 day (measured by ``bench/bench_chip_spread.py``; "-" where not measured)."""
+    1 day (measured by ``bench/bench_chip_spread.py``; "-" where not measured; see ``cli.train_zoo.chip_spread``)."""
     from workloads.layers import build_layer_table
 
     chip_sd = chip_sd or {}
     lines = ["| network | mappable layers | parameters | test accuracy (%) | with weight noise (%) | epochs + HWA epochs "
              "(+ device-aware) "
-             "| test perplexity | chip sd, all analog at 1 day (points): as trained / BN re-estimated per chip |",
+             "| test perplexity | chip sd, all analog at 1 day (points), 8 chips: as trained / BN re-estimated per chip "
+             "[32 chips, as trained] |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in RECIPES:
         path = out_dir / f"{name}.json"
