@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the recipe's training epochs")
     parser.add_argument("--hwa-epochs", type=int, help="override the recipe's hardware-aware epochs")
     parser.add_argument("--device-epochs", type=int, help="override the recipe's device-aware epochs (phase 3)")
+    parser.add_argument("--device-clip-norm", type=float,
+                        help="override the recipe's gradient clipping in phase 3 (L2 norm; 0: none)")
     parser.add_argument("--device-phase-only", action="store_true",
                         help="run phase 3 alone on the checkpoint in --out, which must be phases 1-2 of the same recipe")
     parser.add_argument("--noise", default="lionheart", help="the conf/noise preset phase 3 trains against")
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
         for name in args.networks:
             recipe = RECIPES[name]
-            overrides = {"epochs": args.epochs, "hwa_epochs": args.hwa_epochs, "device_epochs": args.device_epochs}
+            overrides = {"epochs": args.epochs, "hwa_epochs": args.hwa_epochs, "device_epochs": args.device_epochs,
+                         "device_clip_norm": args.device_clip_norm}
             recipe = Recipe(**{**asdict(recipe), **{k: v for k, v in overrides.items() if v is not None}})
             perturbation = DeviceWeightNoise(load_noise(args.noise)) if recipe.device_epochs else None
             train_network(name, recipe, args.seed, args.out, perturbation, args.device_phase_only)

@@ -1,5 +1,6 @@
 """Device-aware fine-tuning (``accuracy.hwa``, phase 3 of ``workloads.train_zoo``) on real aihwkit tiles."""
 
+import contextlib
 import json
 import math
 import subprocess
@@ -146,3 +147,55 @@ def test_chip_spread_result_name_must_be_a_plain_file_name(capsys):
         main(["--name", "../elsewhere"])
     assert exit_info.value.code == 2
     assert "letters, digits and underscores only" in capsys.readouterr().err
+
+
+def test_phases_1_2_check_ignores_what_phase_3_adds(tmp_path):
+    from workloads.train_zoo import _phases_1_2_checkpoint
+
+    recipe = Recipe(**{**RECIPES["lenet5"].__dict__, "device_epochs": 1})
+    _write_phases_1_2(tmp_path, recipe)
+    clipped = Recipe(**{**recipe.__dict__, "device_epochs": 3, "device_clip_norm": 5.0})
+    assert _phases_1_2_checkpoint("lenet5", clipped, 0, tmp_path)["seed"] == 0
+    with pytest.raises(RecipeError, match="not phases 1-2"):
+        _phases_1_2_checkpoint("lenet5", Recipe(**{**clipped.__dict__, "lr": 0.5}), 0, tmp_path)
+    with pytest.raises(RecipeError, match="device_clip_norm must be >= 0"):
+        train_network("lenet5", Recipe(**{**clipped.__dict__, "device_clip_norm": -1.0}), 0, tmp_path,
+                      DeviceWeightNoise(NOISE), device_phase_only=True)
+
+
+class _Blowup:
+    """A perturbation whose chip has absurd weights: the loss is not finite."""
+
+    @contextlib.contextmanager
+    def applied(self, layers, generator):
+        clean = [layer.weight.detach().clone() for layer in layers]
+        with torch.no_grad():
+            for layer in layers:
+                layer.weight.fill_(1e38)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for layer, weight in zip(layers, clean):
+                    layer.weight.copy_(weight)
+
+    def describe(self):
+        return {"kind": "blowup"}
+
+
+def test_a_diverging_phase_stops_with_a_clear_error_and_clipping_bounds_a_step():
+    torch.manual_seed(0)
+    data = ImageSet(torch.randn(32, 1, 8, 8), torch.randint(0, 3, (32,)))
+    recipe = Recipe(epochs=1, hwa_epochs=0, lr=0.05, batch_size=16, weight_decay=0.0)
+    with pytest.raises(RecipeError, match="diverged at epoch 1, step 1.*device_clip_norm"):
+        run_phase(_tiny_net(), data, recipe, 1, 0.05, torch.Generator().manual_seed(0), 0.0, lambda m: None, _Blowup())
+    moved = {}
+    for clip in (0.0, 1e-6):
+        torch.manual_seed(0)
+        model = _tiny_net()
+        before = [layer.weight.detach().clone() for layer in weight_layers(model)]
+        run_phase(model, data, Recipe(**{**recipe.__dict__, "device_clip_norm": clip}), 1, 0.05,
+                  torch.Generator().manual_seed(0), 0.0, lambda m: None, DeviceWeightNoise(NOISE))
+        moved[clip] = sum(float((layer.weight.detach() - old).norm())
+                          for layer, old in zip(weight_layers(model), before))
+    assert moved[1e-6] < 1e-4 < moved[0.0]

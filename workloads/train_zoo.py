@@ -20,6 +20,10 @@ Two phases per network, three for recipes with ``device_epochs``:
    draws from its own seeded streams, so from the same phase-2 weights it trains the same
    whether it follows phase 2 in one run or starts from the stored checkpoint of phases 1-2
    (``python -m cli.train_zoo --device-phase-only``, which checks that checkpoint's metadata).
+   With BN frozen, a network's scale is no longer normalised, and one chip far off can produce a
+   gradient that throws the weights into divergence (ResNet-20 at lr 0.01 did, 320 steps in):
+   ``device_clip_norm`` clips each step's gradient to that L2 norm. A non-finite loss in any
+   phase stops the run with a RecipeError before anything is written.
 
 Writes ``workloads/checkpoints/<name>.pt`` (a state dict, loadable with ``weights_only=True``),
 ``<name>.json`` (accuracies, recipe, seed, sha256, versions; for a language model also the test
@@ -61,6 +65,10 @@ class Recipe:
     batch_size: int = 128
     torch_threads: int = 0  # 0 = torch's default; results differ bitwise between thread counts
     device_epochs: int = 0  # phase 3: device-aware fine-tuning at lr / 10 (needs a WeightPerturbation)
+    device_clip_norm: float = 0.0  # phase 3: clip the gradient to this L2 norm (0: no clipping)
+
+
+PHASE_3_FIELDS = ("device_epochs", "device_clip_norm")  # what phase 3 adds to phases 1-2's recipe
 
 
 class RecipeError(ValueError):
@@ -206,6 +214,8 @@ def run_phase(model: nn.Module, train: ImageSet, recipe: Recipe, epochs: int, lr
                 with perturbation.applied(layers, generator):
                     loss = F.cross_entropy(model(images), train.labels[idx])
                     loss.backward()
+                if recipe.device_clip_norm > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.device_clip_norm)
             elif noise_std > 0:
                 with WeightNoise(layers, noise_std, generator):
                     loss = F.cross_entropy(model(images), train.labels[idx])
@@ -213,9 +223,14 @@ def run_phase(model: nn.Module, train: ImageSet, recipe: Recipe, epochs: int, lr
             else:
                 loss = F.cross_entropy(model(images), train.labels[idx])
                 loss.backward()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise RecipeError(f"training diverged at epoch {epoch + 1}, step {step + 1} (loss {value:g}); "
+                                  "nothing was written: lower the learning rate"
+                                  + (" or set device_clip_norm in the recipe" if perturbation is not None else ""))
             opt.step()
             sched.step()
-            total_loss += float(loss.detach())
+            total_loss += value
         noise = perturbation.describe()["kind"] if perturbation is not None else noise_std
         log(f"  epoch {epoch + 1}/{epochs} noise={noise} loss={total_loss / steps_per_epoch:.4f} "
             f"({time.time() - started:.0f} s)")
@@ -252,6 +267,8 @@ def train_network(network: str | NetworkSpec, recipe: Recipe, seed: int, out_dir
     ``device_phase_only``: run phase 3 alone, on the checkpoint in ``out_dir``, which must be
     phases 1-2 of the same recipe and seed (its metadata says so)."""
     spec = NetworkSpec.zoo(network) if isinstance(network, str) else network
+    if recipe.device_clip_norm < 0:
+        raise RecipeError(f"{spec.name}: device_clip_norm must be >= 0 (0: no clipping), got {recipe.device_clip_norm}")
     if recipe.device_epochs and perturbation is None:
         raise RecipeError(f"{spec.name}: the recipe has {recipe.device_epochs} device-aware epochs; pass the device "
                          "noise (accuracy.hwa.DeviceWeightNoise)")
@@ -275,7 +292,8 @@ def _phases_1_2_checkpoint(name: str, recipe: Recipe, seed: int, out_dir: Path) 
         stored = asdict(Recipe(**{k: v for k, v in meta.get("recipe", {}).items() if k in known}))
     except TypeError:
         stored = meta.get("recipe")
-    wanted = {**asdict(recipe), "device_epochs": 0}
+    defaults = asdict(Recipe(epochs=0, hwa_epochs=0, lr=0.0))
+    wanted = {**asdict(recipe), **{key: defaults[key] for key in PHASE_3_FIELDS}}
     if stored != wanted or meta.get("seed") != seed:
         raise RecipeError(f"{name}: {path} records recipe {stored} and seed {meta.get('seed')}, not phases 1-2 of "
                          f"{wanted} with seed {seed}; train the whole recipe instead")
