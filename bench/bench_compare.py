@@ -26,7 +26,9 @@ evaluations and certification chip passes it used and its wall time. The summary
 policy with greedy and with the best certified speedup any method found (arithmetic and
 geometric means), and gives each method's out-of-sample hold rate, separately for training and
 held-out networks. Every point is written as it finishes; a later run skips points already
-measured with the same protocol and policy (``--fresh`` starts over). JSON and Markdown in
+measured with the same protocol and policy (``--fresh`` starts over); under another policy it
+keeps the rows of the methods that do not depend on the policy and measures the policy's and the
+seeded local search's again. JSON and Markdown in
 bench/results/compare.{json,md}.
 """
 
@@ -449,11 +451,13 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"protocol": PROTOCOL, "policy": policy, "hw": args.hw, "profile": args.profile,
             "policy_evaluations": args.policy_evaluations, "method_options": cfg["method_options"],
             "verify": cfg["verify"], "certify": cfg["certify"], "report": cfg["report"]}
-    same = (not args.fresh and previous.get("policy", {}).get("sha256") == meta["policy"]["sha256"]
-            and previous.get("hw") == args.hw and recorded_certify(previous) == cfg["certify"]
+    same = (not args.fresh and previous.get("hw") == args.hw and recorded_certify(previous) == cfg["certify"]
             and previous.get("profile", "exact") == args.profile
             and previous.get("report") == cfg["report"])
-    earlier = previous.get("rows", []) if same else []
+    earlier = kept_rows(previous, meta["policy"]["sha256"]) if same else []
+    if same and len(earlier) < len(previous.get("rows", [])):
+        print(f"the policy changed: keeping {len(earlier)} rows of methods that do not depend on it; "
+              "the policy's and the seeded search's rows are measured again", flush=True)
     # per network: one uncached exact evaluation's time and the sensitivity's one-time cost (kept across resumes)
     meta["networks"] = dict(previous.get("networks", {})) if same else {}
     rows = [r for r in earlier if r["network"] not in specs]
@@ -485,6 +489,23 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{m} {v:.2f}" for m, v in s["out_of_sample_hold_rate"].items() if v is not None))
     print(f"wrote {path}")
     return 0
+
+
+def depends_on_policy(method: str) -> bool:
+    """Whether a method's rows change with the compared policy: the policy's own, and those of
+    methods seeded with every other mapping of their point (the local search)."""
+    entry = METHODS.get(method)
+    return method == "ppo" or (entry is not None and getattr(entry.factory, "accepts_starts", False))
+
+
+def kept_rows(previous: dict, policy_sha256: str) -> list[dict]:
+    """The rows of ``previous`` (a compare.json of the same settings) that a run comparing the
+    policy ``policy_sha256`` may keep: all of them under the same policy, else those of methods
+    that do not depend on it (a retrained policy costs its own and the search's rows only)."""
+    rows = previous.get("rows", [])
+    if previous.get("policy", {}).get("sha256") == policy_sha256:
+        return list(rows)
+    return [r for r in rows if not depends_on_policy(r["method"])]
 
 
 def measured_with(networks: dict[str, dict], name: str, checkpoint: str) -> bool:

@@ -113,6 +113,15 @@ def fit_all(raws: dict[str, RawScores], artifacts: dict[str, NetworkAccuracyData
     return calibrations, fits, candidates
 
 
+def cheap_file_key(calibration: CalibrationFile) -> dict:
+    """What of a calibration the committed cheap estimates depend on (``cheap_sensitivity.cheap_key``):
+    the default estimator, its scale and power, and the measurement settings."""
+    chosen = calibration.get()
+    return {"estimator": chosen.estimator, "scale": chosen.scale, "power": chosen.power,
+            "times_s": list(calibration.times_s), "competitors": calibration.competitors,
+            "sequence_positions": calibration.sequence_positions}
+
+
 def choose_default(rows: list[dict]) -> str:
     """The estimator with the highest mean Spearman over the training networks and report times
     (an undefined correlation counts 0), then the lowest mean absolute error."""
@@ -209,10 +218,11 @@ def main(argv: list[str] | None = None) -> int:
                              "(docs/sensitivity/) from the stored raw scores of bench/results/sensitivity.json; "
                              "nothing is measured")
     parser.add_argument("--keep-stored", action="store_true",
-                        help="networks not named keep their rows and raw scores from bench/results/sensitivity.json; "
-                             "the calibration is refitted from the stored raw scores of the training networks not "
-                             "named and must come out as committed (to measure a held-out network again, e.g. "
-                             "after its checkpoint changed)")
+                        help="networks not named keep their stored raw scores, cost and ceiling from "
+                             "bench/results/sensitivity.json (nothing of them is measured); the calibration is "
+                             "refitted with those raw scores, their agreement recomputed with it, and the default "
+                             "estimator's calibration (what the cheap estimate files are keyed on) must come out as "
+                             "committed (to measure networks again after their checkpoints changed)")
     args = parser.parse_args(argv)
     if args.rescore:
         path = RESULTS_DIR / "sensitivity.json"
@@ -242,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             kept[name] = row
             raws[name] = RawScores.from_dict(row["raw"])
-            if name in TRAINING:  # the calibration is refitted from these
-                artifacts[name] = load_or_build(NetworkSpec.zoo(name), noise, allow_build=False, progress=False)
+            # the calibration is refitted from the training networks' raw scores, and every kept
+            # network's agreement is recomputed with it
+            artifacts[name] = load_or_build(NetworkSpec.zoo(name), noise, allow_build=False, progress=False)
     for name in args.networks:
         spec = NetworkSpec.zoo(name)
         try:
@@ -260,19 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     calibrations, fits, candidates = fit_all(raws, artifacts)
     rows = []
     for name, raw in raws.items():
-        if name in kept:
-            rows.append(kept[name])
-            continue
         exact, macs = artifacts[name].profile, artifacts[name].profile.macs
         capable = ~np.isnan(exact.drops[:, 0])
+        fitted = {"agreement": {e: compare(profile_from_raw(raw, calibrations[e], macs), exact, capable)
+                                for e in ESTIMATORS},
+                  "agreement_by_form": {e: {form: compare(profile_from_raw(raw, c, macs), exact, capable)
+                                            for form, c in candidates[e].items()} for e in ESTIMATORS}}
+        if name in kept:
+            rows.append({**kept[name], **fitted})
+            continue
         rows.append({"network": name, "role": "training" if name in TRAINING else "held_out",
                      "images": plans[name].images, "seeds": list(plans[name].seeds),
-                     "capable_layers": int(capable.sum()),
-                     "agreement": {e: compare(profile_from_raw(raw, calibrations[e], macs), exact, capable)
-                                   for e in ESTIMATORS},
-                     "agreement_by_form": {e: {form: compare(profile_from_raw(raw, c, macs), exact, capable)
-                                               for form, c in candidates[e].items()} for e in ESTIMATORS},
-                     "raw": raw.to_dict()})
+                     "capable_layers": int(capable.sum()), **fitted, "raw": raw.to_dict()})
     if kept:  # the stored order, the re-measured networks in their places
         rows.sort(key=lambda r: stored_order.index(r["network"]) if r["network"] in stored_order
                   else len(stored_order))
@@ -284,10 +294,15 @@ def main(argv: list[str] | None = None) -> int:
                                                              "at 1 day and 1 year, then lowest mean absolute error",
                                         "form_chosen_by": "leave-one-training-network-out mean absolute error "
                                                           "at the cheap times"})
-    if kept and calibration.to_dict() != load_calibration().to_dict():
-        parser.error("--keep-stored: the stored raw scores do not give the committed calibration "
-                     f"({CALIBRATION_PATH}); run the benchmark on every network")
+    if kept and cheap_file_key(calibration) != cheap_file_key(load_calibration()):
+        parser.error("--keep-stored: the default estimator's calibration changed "
+                     f"({cheap_file_key(load_calibration())} committed in {CALIBRATION_PATH}, now "
+                     f"{cheap_file_key(calibration)}): every network's cheap estimate and stored cost is stale; "
+                     "run the benchmark on every network")
     atomic_write(CALIBRATION_PATH, json.dumps(calibration.to_dict(), indent=2) + "\n")
+    for row in rows:
+        if row["network"] in kept:
+            row["test_profile"] = test_profile_agreement(row, calibration)
     for row in rows:
         name = row["network"]
         if name in kept:

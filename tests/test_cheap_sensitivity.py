@@ -332,3 +332,23 @@ def test_agreement_with_a_test_split_report_reads_the_report_and_the_stored_raw_
     report["layers"] = layers[:3]  # another layer set: not comparable
     (tmp_path / "net.json").write_text(json.dumps(report))
     assert bench.test_profile_agreement(row, identity) is None
+
+
+def test_keep_stored_checks_exactly_what_the_cheap_files_are_keyed_on(oracle):
+    """bench_sensitivity --keep-stored refits the calibration and keeps the other networks' cheap
+    files only if the part of it their key holds is unchanged: a refit that moves another
+    estimator's scale leaves both keys alone; one that moves the default's changes both."""
+    from accuracy.cheap_sensitivity import cheap_key
+    from bench.bench_sensitivity import cheap_file_key
+
+    committed = load_calibration()
+
+    def scaled(which: str) -> CalibrationFile:
+        return CalibrationFile(committed.default, {name: Calibration(name, c.scale * (2 if name == which else 1), c.power)
+                                                   for name, c in committed.calibrations.items()},
+                               committed.times_s, committed.competitors, committed.sequence_positions)
+
+    other = next(name for name in ESTIMATORS if name != committed.default)
+    for calibration, same in ((scaled(other), True), (scaled(committed.default), False)):
+        assert (cheap_file_key(calibration) == cheap_file_key(committed)) is same
+        assert (cheap_key(oracle, calibration, None, T_GRID_S) == cheap_key(oracle, committed, None, T_GRID_S)) is same

@@ -105,6 +105,17 @@ def test_rows_of_another_checkpoint_are_measured_again():
     assert not measured_with(networks, "vgg11", "a" * 64)  # never measured
 
 
+def test_a_new_policy_keeps_only_the_rows_that_do_not_depend_on_it():
+    from bench.bench_compare import depends_on_policy, kept_rows
+
+    methods = ["ppo", "lionheart_greedy", "lionheart_costaware", "knapsack", "knapsack_ladder", "search", "optimum"]
+    previous = {"policy": {"sha256": "a" * 64}, "rows": [{"method": m, "network": "lenet5"} for m in methods]}
+    assert kept_rows(previous, "a" * 64) == previous["rows"]  # the same policy: everything is kept
+    kept = {r["method"] for r in kept_rows(previous, "b" * 64)}
+    assert kept == set(methods) - {"ppo", "search"}  # the search is seeded with the policy's mapping
+    assert depends_on_policy("ppo") and depends_on_policy("search") and not depends_on_policy("knapsack")
+
+
 def test_the_committed_comparison_records_each_networks_checkpoint():
     import json
 
