@@ -579,10 +579,17 @@ class CheapArtifact:
 def cheap_key(oracle: AccuracyOracle, calibration: CalibrationFile, estimator: str,
               t_grid: Sequence[float]) -> dict[str, Any]:
     """Everything the cheap estimate depends on (cache key of kind ``cheap_profile``)."""
+    return {"oracle": oracle.baseline_key(), **calibration_key(calibration, estimator),
+            "t_grid": [float(t) for t in t_grid]}
+
+
+def calibration_key(calibration: CalibrationFile, estimator: str | None = None) -> dict[str, Any]:
+    """What of ``calibration`` a cheap estimate depends on: the estimator's scale and power
+    (the default's when ``estimator`` is None) and the measurement settings."""
     chosen = calibration.get(estimator)
-    return {"oracle": oracle.baseline_key(), "estimator": chosen.estimator, "scale": chosen.scale,
-            "power": chosen.power, "times_s": list(calibration.times_s), "competitors": calibration.competitors,
-            "sequence_positions": calibration.sequence_positions, "t_grid": [float(t) for t in t_grid]}
+    return {"estimator": chosen.estimator, "scale": chosen.scale, "power": chosen.power,
+            "times_s": list(calibration.times_s), "competitors": calibration.competitors,
+            "sequence_positions": calibration.sequence_positions}
 
 
 def cheap_file(name: str, directory: Path | str = CHEAP_DIR) -> Path:

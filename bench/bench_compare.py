@@ -451,15 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"protocol": PROTOCOL, "policy": policy, "hw": args.hw, "profile": args.profile,
             "policy_evaluations": args.policy_evaluations, "method_options": cfg["method_options"],
             "verify": cfg["verify"], "certify": cfg["certify"], "report": cfg["report"]}
-    same = (not args.fresh and previous.get("hw") == args.hw and recorded_certify(previous) == cfg["certify"]
-            and previous.get("profile", "exact") == args.profile
-            and previous.get("report") == cfg["report"])
-    earlier = kept_rows(previous, meta["policy"]["sha256"]) if same else []
-    if same and len(earlier) < len(previous.get("rows", [])):
+    same_settings = (not args.fresh and previous.get("hw") == args.hw and recorded_certify(previous) == cfg["certify"]
+                     and previous.get("profile", "exact") == args.profile
+                     and previous.get("report") == cfg["report"])
+    earlier = kept_rows(previous, meta["policy"]["sha256"]) if same_settings else []
+    if same_settings and len(earlier) < len(previous.get("rows", [])):
         print(f"the policy changed: keeping {len(earlier)} rows of methods that do not depend on it; "
               "the policy's and the seeded search's rows are measured again", flush=True)
     # per network: one uncached exact evaluation's time and the sensitivity's one-time cost (kept across resumes)
-    meta["networks"] = dict(previous.get("networks", {})) if same else {}
+    meta["networks"] = dict(previous.get("networks", {})) if same_settings else {}
     rows = [r for r in earlier if r["network"] not in specs]
     methods = tuple(args.methods)
     for name, network in specs.items():

@@ -46,7 +46,8 @@ import torch
 from scipy.stats import spearmanr
 
 from accuracy.cheap_sensitivity import (CALIBRATION_PATH, COMPETITORS, ESTIMATORS, SEQUENCE_POSITIONS,
-                                        Calibration, CalibrationFile, RawScores, cheap_profile, measure,
+                                        Calibration, CalibrationFile, RawScores, calibration_key, cheap_profile,
+                                        measure,
                                         load_calibration, parse_calibration, profile_from_raw, select_calibration)
 from accuracy.noise import NoiseConfig, load_noise
 from accuracy.oracle import AccuracyOracle
@@ -111,15 +112,6 @@ def fit_all(raws: dict[str, RawScores], artifacts: dict[str, NetworkAccuracyData
         candidates[estimator] = {form: Calibration(estimator, row["scale"], row["power"])
                                  for form, row in fits[estimator]["forms"].items()}
     return calibrations, fits, candidates
-
-
-def cheap_file_key(calibration: CalibrationFile) -> dict:
-    """What of a calibration the committed cheap estimates depend on (``cheap_sensitivity.cheap_key``):
-    the default estimator, its scale and power, and the measurement settings."""
-    chosen = calibration.get()
-    return {"estimator": chosen.estimator, "scale": chosen.scale, "power": chosen.power,
-            "times_s": list(calibration.times_s), "competitors": calibration.competitors,
-            "sequence_positions": calibration.sequence_positions}
 
 
 def choose_default(rows: list[dict]) -> str:
@@ -294,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                                                              "at 1 day and 1 year, then lowest mean absolute error",
                                         "form_chosen_by": "leave-one-training-network-out mean absolute error "
                                                           "at the cheap times"})
-    if kept and cheap_file_key(calibration) != cheap_file_key(load_calibration()):
+    committed = calibration_key(load_calibration())
+    if kept and calibration_key(calibration) != committed:
         parser.error("--keep-stored: the default estimator's calibration changed "
-                     f"({cheap_file_key(load_calibration())} committed in {CALIBRATION_PATH}, now "
-                     f"{cheap_file_key(calibration)}): every network's cheap estimate and stored cost is stale; "
-                     "run the benchmark on every network")
+                     f"({committed} committed in {CALIBRATION_PATH}, now {calibration_key(calibration)}): every "
+                     "network's cheap estimate and stored cost is stale; run the benchmark on every network")
     atomic_write(CALIBRATION_PATH, json.dumps(calibration.to_dict(), indent=2) + "\n")
     for row in rows:
         if row["network"] in kept:

@@ -338,8 +338,7 @@ def test_keep_stored_checks_exactly_what_the_cheap_files_are_keyed_on(oracle):
     """bench_sensitivity --keep-stored refits the calibration and keeps the other networks' cheap
     files only if the part of it their key holds is unchanged: a refit that moves another
     estimator's scale leaves both keys alone; one that moves the default's changes both."""
-    from accuracy.cheap_sensitivity import cheap_key
-    from bench.bench_sensitivity import cheap_file_key
+    from accuracy.cheap_sensitivity import calibration_key, cheap_key
 
     committed = load_calibration()
 
@@ -350,5 +349,5 @@ def test_keep_stored_checks_exactly_what_the_cheap_files_are_keyed_on(oracle):
 
     other = next(name for name in ESTIMATORS if name != committed.default)
     for calibration, same in ((scaled(other), True), (scaled(committed.default), False)):
-        assert (cheap_file_key(calibration) == cheap_file_key(committed)) is same
+        assert (calibration_key(calibration) == calibration_key(committed)) is same
         assert (cheap_key(oracle, calibration, None, T_GRID_S) == cheap_key(oracle, committed, None, T_GRID_S)) is same

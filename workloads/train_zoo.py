@@ -292,7 +292,7 @@ def _phases_1_2_checkpoint(name: str, recipe: Recipe, seed: int, out_dir: Path) 
         stored = asdict(Recipe(**{k: v for k, v in meta.get("recipe", {}).items() if k in known}))
     except TypeError:
         stored = meta.get("recipe")
-    defaults = asdict(Recipe(epochs=0, hwa_epochs=0, lr=0.0))
+    defaults = {f.name: f.default for f in fields(Recipe)}
     wanted = {**asdict(recipe), **{key: defaults[key] for key in PHASE_3_FIELDS}}
     if stored != wanted or meta.get("seed") != seed:
         raise RecipeError(f"{name}: {path} records recipe {stored} and seed {meta.get('seed')}, not phases 1-2 of "
