@@ -30,6 +30,11 @@ measured with the same protocol and policy (``--fresh`` starts over); under anot
 keeps the rows of the methods that do not depend on the policy and measures the policy's and the
 seeded local search's again. JSON and Markdown in
 bench/results/compare.{json,md}.
+
+On a machine with cores to spare, networks (or methods, ``--methods``) can be measured in
+parallel in other checkouts sharing the result cache, and their files added with
+``--merge other/bench/results/compare.json`` (same settings, same checkpoints; rows this file
+already has are kept). A local search run after a merge is seeded with every merged mapping.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -382,6 +388,47 @@ def recorded_certify(previous: dict) -> dict | None:
     return {**certify, "plan": {**PLAN_BEFORE_KEY, **certify["plan"]}}
 
 
+def settings(recorded: dict) -> tuple:
+    """What rows must share to sit in one table: the protocol, hardware, certificate (plans
+    recorded before a key existed read with its value then), sensitivity source and report."""
+    return (recorded.get("protocol"), recorded.get("hw"), recorded_certify(recorded),
+            recorded.get("profile", "exact"), recorded.get("report"))
+
+
+class MergeError(ValueError):
+    """Two comparison results that cannot share a table (says what differs)."""
+
+
+def merged_results(ours: dict, theirs: dict, source: str = "the other file") -> tuple[list[dict], dict, int]:
+    """Rows and per-network measurements of ``ours`` (a compare.json) with those of ``theirs``
+    (another run of the same settings, e.g. other networks or methods measured in a second process
+    or checkout) added: their rows our policy may keep (``kept_rows``) at (network, t, threshold,
+    method) keys we lack. A network measured in both must have been measured with the same
+    checkpoint. Returns (rows, networks, rows added); raises :class:`MergeError` naming what differs."""
+    if settings(ours) != settings(theirs):
+        names = ("protocol", "hw", "certify", "profile", "report")
+        differ = [n for n, a, b in zip(names, settings(ours), settings(theirs)) if a != b]
+        raise MergeError(f"{source} was measured with other settings ({', '.join(differ)}); rows of different "
+                         "settings are not merged")
+    networks = dict(ours.get("networks", {}))
+    for name, measured in theirs.get("networks", {}).items():
+        mine = networks.get(name)
+        if mine is None:
+            networks[name] = measured
+        elif mine.get("checkpoint") != measured.get("checkpoint"):
+            raise MergeError(f"{source} measured {name} with another checkpoint ({measured.get('checkpoint')!r:.12} "
+                             f"against {mine.get('checkpoint')!r:.12}); measure it again with this one")
+    rows = list(ours.get("rows", []))
+    have = {(r["network"], r["t"], r["threshold"], r["method"]) for r in rows}
+    added = [r for r in kept_rows(theirs, ours.get("policy", {}).get("sha256"))
+             if (r["network"], r["t"], r["threshold"], r["method"]) not in have]
+    unmeasured = sorted({r["network"] for r in added} - set(networks))
+    if unmeasured:
+        raise MergeError(f"{source} has rows of {', '.join(unmeasured)} but no measurement of the network "
+                         "(checkpoint, exact evaluation time); it is not a complete comparison file")
+    return rows + added, networks, len(added)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", default="policies/default.zip", help="a saved MaskablePPO .zip")
@@ -411,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="forget networks measured earlier and start over")
     parser.add_argument("--resummarise", action="store_true",
                         help="recompute the summary and Markdown of the existing results/compare.json, no mapping")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                        help="add the rows of other compare.json files of the same settings (e.g. networks or "
+                             "methods measured in parallel in another checkout) to results/compare.json, no mapping")
     args = parser.parse_args(argv)
     specs: dict[str, Any] = {name: name for name in args.networks}  # checked before any work
     for file in args.network_files:
@@ -420,6 +470,22 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads(path.read_text()) if path.is_file() else {}
     if previous.get("protocol") != PROTOCOL:
         previous = {}  # rows measured under another protocol are not mixed with these
+    if args.merge:
+        if not previous:
+            parser.error(f"{path} holds no rows of protocol {PROTOCOL} to merge into")
+        rows, networks = previous["rows"], previous.get("networks", {})
+        for file in args.merge:
+            try:
+                theirs = json.loads(Path(file).read_text())
+                rows, networks, added = merged_results({**previous, "rows": rows, "networks": networks}, theirs, file)
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                parser.error(f"cannot merge {file}: {error}")
+            print(f"{file}: {added} rows added", flush=True)
+        write(rows, {k: v for k, v in previous.items()
+                     if k not in ("benchmark", "machine", "summary", "rows", "methods", "networks")}
+              | {"networks": networks}, machine=previous["machine"])
+        print(f"wrote {path}")
+        return 0
     if args.resummarise:
         if not previous:
             parser.error(f"{path} holds no rows of protocol {PROTOCOL}; run the comparison first")
@@ -451,9 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"protocol": PROTOCOL, "policy": policy, "hw": args.hw, "profile": args.profile,
             "policy_evaluations": args.policy_evaluations, "method_options": cfg["method_options"],
             "verify": cfg["verify"], "certify": cfg["certify"], "report": cfg["report"]}
-    same_settings = (not args.fresh and previous.get("hw") == args.hw and recorded_certify(previous) == cfg["certify"]
-                     and previous.get("profile", "exact") == args.profile
-                     and previous.get("report") == cfg["report"])
+    same_settings = not args.fresh and settings(previous) == settings(meta)
     earlier = kept_rows(previous, meta["policy"]["sha256"]) if same_settings else []
     if same_settings and len(earlier) < len(previous.get("rows", [])):
         print(f"the policy changed: keeping {len(earlier)} rows of methods that do not depend on it; "

@@ -116,6 +116,50 @@ def test_a_new_policy_keeps_only_the_rows_that_do_not_depend_on_it():
     assert depends_on_policy("ppo") and depends_on_policy("search") and not depends_on_policy("knapsack")
 
 
+def _comparison(policy: str, networks: dict, rows: list[tuple]) -> dict:
+    """A compare.json's fields that merging reads: settings, policy, networks and rows."""
+    return {"protocol": 2, "hw": "alpine_like", "profile": "cheap", "report": {"images": 2000, "seeds": [100]},
+            "certify": {"enabled": True, "plan": {"population": "chips", "draw": "shared"}},
+            "policy": {"sha256": policy}, "networks": networks,
+            "rows": [{"network": n, "t": t, "threshold": th, "method": m, "speedup": x} for n, t, th, m, x in rows]}
+
+
+def test_merging_adds_the_rows_a_comparison_lacks_and_refuses_what_cannot_share_its_table():
+    import pytest
+
+    from bench.bench_compare import MergeError, merged_results
+
+    ours = _comparison("a" * 64, {"vgg11": {"checkpoint": "c1"}},
+                       [("vgg11", "1 day", 1.0, "ppo", 5.0), ("resnet20", "1 day", 1.0, "ppo", 2.0)])
+    ours["networks"]["resnet20"] = {"checkpoint": "c2"}
+    theirs = _comparison("a" * 64, {"resnet20": {"checkpoint": "c2"}},
+                         [("resnet20", "1 day", 1.0, "ppo", 9.9),                  # we have it: ours is kept
+                          ("resnet20", "1 day", 1.0, "lionheart_costaware", 2.1),  # we lack it: added
+                          ("resnet20", "1 year", 1.0, "lionheart_costaware", 2.0)])
+    rows, networks, added = merged_results(ours, theirs)
+    assert added == 2 and len(rows) == 4
+    assert {r["speedup"] for r in rows if r["method"] == "ppo" and r["network"] == "resnet20"} == {2.0}
+    assert networks == {"vgg11": {"checkpoint": "c1"}, "resnet20": {"checkpoint": "c2"}}
+
+    other_policy = {**theirs, "policy": {"sha256": "b" * 64},
+                    "rows": theirs["rows"] + [{"network": "resnet20", "t": "1 year", "threshold": 1.0,
+                                               "method": "ppo", "speedup": 1.0}]}
+    rows, _, added = merged_results(ours, other_policy)
+    assert added == 2 and all(r["method"] != "ppo" or r["speedup"] != 1.0 for r in rows)  # not its policy rows
+    new_network = _comparison("a" * 64, {"mlp": {"checkpoint": "c3"}}, [("mlp", "1 day", 1.0, "ppo", 30.0)])
+    _, networks, added = merged_results(ours, new_network)
+    assert added == 1 and networks["mlp"] == {"checkpoint": "c3"}
+
+    with pytest.raises(MergeError, match="checkpoint"):
+        merged_results(ours, {**theirs, "networks": {"resnet20": {"checkpoint": "other"}}})
+    with pytest.raises(MergeError, match="hw"):
+        merged_results(ours, {**theirs, "hw": "hermes_like"})
+    with pytest.raises(MergeError, match="certify"):
+        merged_results(ours, {**theirs, "certify": {"enabled": True, "plan": {"population": "chips_and_images"}}})
+    with pytest.raises(MergeError, match="no measurement"):
+        merged_results(ours, {**new_network, "networks": {}})
+
+
 def test_the_committed_comparison_records_each_networks_checkpoint():
     import json
 
